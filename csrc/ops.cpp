@@ -1,0 +1,30 @@
+// The operator schemas, defined once. Implementations register themselves per
+// device (cpu/, cuda/); fake kernels and autograd are registered from Python
+// (mula_ops/_registrations.py).
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing mula_ops._C loads this library, which runs the registrations.
+// The module itself exposes nothing (the pattern of pytorch/extension-cpp).
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr,
+                                          -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(mula_ops, m) {
+  // input (N, C_in, H, W), weight (N, C_out, C_in / groups, kH, kW),
+  // bias None, (C_out,) or (N, C_out) -> (N, C_out, H_out, W_out).
+  m.def(
+      "dynamic_conv2d(Tensor input, Tensor weight, Tensor? bias, "
+      "int[2] stride, int[2] padding, int[2] dilation, int groups) -> Tensor");
+  // Fused backward: one pass over grad_output. Returns (grad_input,
+  // grad_weight, grad_bias) where grad_bias is per sample, (N, C_out); an
+  // output not asked for in output_mask is returned as an empty tensor.
+  m.def(
+      "dynamic_conv2d_backward(Tensor grad_output, Tensor input, "
+      "Tensor weight, int[2] stride, int[2] padding, int[2] dilation, "
+      "int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+}
