@@ -6,10 +6,30 @@ compiled against the torch already installed in the environment.
 """
 import glob
 import os
+import shutil
 import sys
 
-from setuptools import find_packages, setup
-from torch.utils import cpp_extension
+
+def find_cuda_home():
+    """The toolkit root. torch guesses it from the location of nvcc, which is
+    wrong when nvcc on PATH is a wrapper script (as /usr/local/bin/nvcc is on
+    some machines), so prefer a directory that really has the runtime headers."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    candidates.append("/usr/local/cuda")
+    for home in candidates:
+        if home and os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+            return home
+    return None
+
+
+if find_cuda_home() and "CUDA_HOME" not in os.environ:
+    os.environ["CUDA_HOME"] = find_cuda_home()  # read by torch.utils.cpp_extension at import
+
+from setuptools import find_packages, setup  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # nvcc 13 no longer targets Volta (sm_70); Turing is the oldest it supports.
@@ -30,6 +50,13 @@ def nvidia_wheel_include_dirs():
     return sorted({d for d in dirs if os.path.isdir(d)})
 
 
+def cuda_library_dirs():
+    """libcudart for linking: a compiler-only toolkit may keep it in lib/, not lib64/."""
+    home = cpp_extension.CUDA_HOME
+    candidates = [os.path.join(home, d) for d in ("lib64", "lib", os.path.join("targets", "x86_64-linux", "lib"))]
+    return [d for d in candidates if os.path.exists(os.path.join(d, "libcudart.so"))]
+
+
 def want_cuda():
     if os.environ.get("MULA_FORCE_CPU", "0") == "1":
         return False
@@ -37,7 +64,7 @@ def want_cuda():
 
 
 def make_extension():
-    cxx_flags = ["-O3", "-std=c++17", "-fdiagnostics-color=always"]
+    cxx_flags = ["-O3", "-fdiagnostics-color=always"]
     csrc = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     if not want_cuda():
         return cpp_extension.CppExtension(
@@ -45,10 +72,11 @@ def make_extension():
             extra_compile_args={"cxx": cxx_flags}, py_limited_api=False)
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
     cuda_sources = sources("csrc/cuda/*.cu") + sources("csrc/cuda/*.cpp")
-    nvcc_flags = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"]
+    nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
     return cpp_extension.CUDAExtension(
         "mula_ops._C", csrc + cuda_sources,
         include_dirs=[os.path.join(ROOT, "csrc")] + nvidia_wheel_include_dirs(),
+        library_dirs=cuda_library_dirs(),
         define_macros=[("MULA_WITH_CUDA", "1")],
         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})
 

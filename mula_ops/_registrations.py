@@ -16,6 +16,9 @@ def _output_size(size, kernel, stride, padding, dilation):
 def _dynamic_conv2d_fake(input, weight, bias, stride, padding, dilation, groups):
     torch._check(input.dim() == 4, lambda: f"dynamic_conv2d: expected input to be 4-D, got {input.dim()}-D")
     torch._check(weight.dim() == 5, lambda: f"dynamic_conv2d: expected weight to be 5-D, got {weight.dim()}-D")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        torch._check(tensor is None or tensor.device == input.device,
+                     lambda: f"dynamic_conv2d: expected {name} on the same device as input ({input.device})")
     torch._check(weight.shape[0] == input.shape[0],
                  lambda: "dynamic_conv2d: expected weight.size(0) to equal the batch size of input")
     out_h = _output_size(input.shape[2], weight.shape[3], stride[0], padding[0], dilation[0])
