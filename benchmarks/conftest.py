@@ -1,0 +1,51 @@
+"""Options shared by the benchmark suites: which suite (quick or full), which
+devices, how many CPU threads."""
+import pytest
+import torch
+
+from benchmarks.cases import CASES, DIRECTIONS, DTYPES, IMPLEMENTATIONS
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mula benchmarks")
+    group.addoption("--suite", choices=("quick", "full"), default="full",
+                    help="quick: MuLA's Hourglass shape at N=4, float32, forward and forward+backward; "
+                         "full: every case, dtype and direction (default)")
+    group.addoption("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="auto: the CPU, and CUDA when a GPU is visible (default)")
+    group.addoption("--threads", type=int, default=None,
+                    help="torch.set_num_threads for the CPU benchmarks (default: torch's choice)")
+    group.addoption("--unfold-max-gb", type=float, default=2.0,
+                    help="skip the unfold reference when its column buffer exceeds this many GB "
+                         "(it would take too long); it is also skipped when it cannot fit in memory")
+
+
+def devices(config):
+    choice = config.getoption("--device")
+    if choice == "auto":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return [choice]
+
+
+def pytest_configure(config):
+    threads = config.getoption("--threads")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+SUITES = {
+    "quick": {"directions": ("forward", "forward+backward"), "dtypes": ("float32",)},
+    "full": {"directions": DIRECTIONS, "dtypes": tuple(DTYPES)},
+}
+
+
+def pytest_generate_tests(metafunc):
+    suite = metafunc.config.getoption("--suite")
+    choices = {"case": (CASES[suite], lambda case: case.label),
+               "direction": (SUITES[suite]["directions"], None),
+               "dtype": (SUITES[suite]["dtypes"], None),
+               "device": (devices(metafunc.config), None),
+               "impl": (IMPLEMENTATIONS, None)}
+    for name, (values, ids) in choices.items():
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, values, ids=ids)

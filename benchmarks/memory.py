@@ -1,0 +1,176 @@
+"""Peak memory of one pass and the largest batch that fits a memory budget.
+
+Every measurement runs in a fresh child process (``python -m
+benchmarks.memory probe ...``), so an out-of-memory failure ends only that
+probe, and no allocation left over from an earlier measurement is counted.
+
+What is counted, the "extra" memory of a pass: the bytes it allocates on top
+of its inputs (input, weight, grad_output), i.e. outputs, gradients, saved
+tensors and scratch.
+- CUDA: the caching allocator's peak minus what was allocated before the pass.
+- CPU: the process's resident-set high-water mark (VmHWM, reset through
+  /proc/self/clear_refs) minus the resident set before the pass. glibc's
+  malloc is told to serve every block above 128 KiB with its own mapping and
+  to hand freed memory straight back (MALLOC_MMAP_THRESHOLD_), so what the
+  pass allocates shows up in the resident set and nothing is reused unseen.
+"""
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from .cases import DTYPES, ConvCase
+from .passes import make_pass
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+# Room above the budget for the address space the process reserves without
+# touching it (thread arenas); what decides a probe is the measured peak.
+_ADDRESS_SPACE_SLACK = 256 << 20
+
+
+def _proc_status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"memory: /proc/self/status has no field {field}")
+
+
+def _probe(impl: str, case: ConvCase, dtype: str, device: str, direction: str, threads: int,
+           budget: Optional[int]) -> Dict:
+    """Runs in the child: one warm-up at batch 1 (loads kernels, starts the
+    thread pool), then the measured pass at the case's batch."""
+    torch.set_num_threads(threads)
+    make_pass(impl, case.with_batch(1), DTYPES[dtype], device, direction)()
+    gc.collect()
+    on_cuda = torch.device(device).type == "cuda"
+    try:
+        run = make_pass(impl, case, DTYPES[dtype], device, direction)
+        gc.collect()
+        if on_cuda:
+            torch.cuda.synchronize(device)
+            before = torch.cuda.memory_allocated(device)
+            if budget is not None:
+                total = torch.cuda.get_device_properties(device).total_memory
+                torch.cuda.set_per_process_memory_fraction(min(1.0, (before + budget) / total), device)
+            torch.cuda.reset_peak_memory_stats(device)
+        else:
+            if budget is not None:
+                limit = _proc_status_bytes("VmSize") + budget + _ADDRESS_SPACE_SLACK
+                resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            with open("/proc/self/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")  # resets VmHWM to the current resident set
+            before = _proc_status_bytes("VmRSS")
+        start = time.perf_counter()
+        run()
+        seconds = time.perf_counter() - start
+        peak = (torch.cuda.max_memory_allocated(device) if on_cuda else _proc_status_bytes("VmHWM")) - before
+    except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if "memory" not in str(error).lower() and not isinstance(error, MemoryError):
+            raise
+        return {"status": "out of memory", "error": str(error).splitlines()[0][:200]}
+    fits = budget is None or peak <= budget
+    return {"status": "ok" if fits else "over budget", "peak_bytes": peak, "seconds": seconds}
+
+
+def measure(impl: str, case: ConvCase, dtype: str = "float32", device: str = "cpu",
+            direction: str = "forward+backward", threads: int = 2, budget: Optional[int] = None,
+            timeout: float = 600.0) -> Dict:
+    """Peak extra memory of one pass, measured in a fresh child process."""
+    command = [sys.executable, "-m", "benchmarks.memory", "probe", "--impl", impl,
+               "--case", json.dumps(dataclasses.asdict(case)), "--dtype", dtype, "--device", device,
+               "--direction", direction, "--threads", str(threads)]
+    if budget is not None:
+        command += ["--budget", str(budget)]
+    env = dict(os.environ, **_MALLOC_ENV)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    record = {"impl": impl, "case": case.name, "batch": case.batch, "dtype": dtype, "device": device,
+              "direction": direction, "budget_bytes": budget}
+    try:
+        child = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(record, status="timeout", error=f"probe took longer than {timeout:.0f} s")
+    if child.returncode != 0:
+        # Killed by the kernel's OOM killer (-9) or a crash: the pass did not fit.
+        tail = (child.stderr.strip().splitlines() or [""])[-1][:200]
+        return dict(record, status="failed", error=f"exit code {child.returncode}: {tail}")
+    return dict(record, **json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def largest_batch(impl: str, case: ConvCase, budget: int, dtype: str = "float32", device: str = "cpu",
+                  threads: int = 2, start: int = 1, max_batch: int = 1 << 16, timeout: float = 600.0,
+                  probe=measure) -> Dict:
+    """The largest batch whose forward+backward fits ``budget`` bytes of extra
+    memory: exponential steps from ``start`` (up while it fits, down while it
+    does not), then a binary search between the last batch that fit and the
+    first that did not. Every probe is a fresh child process."""
+    probes: List[Dict] = []
+
+    def fits(batch: int) -> bool:
+        result = probe(impl, case.with_batch(batch), dtype, device, "forward+backward", threads, budget,
+                       timeout)
+        probes.append(result)
+        return result["status"] == "ok"
+
+    start = max(1, min(start, max_batch))
+    if fits(start):
+        good, step = start, 1
+        while good < max_batch:
+            candidate = min(good + step, max_batch)
+            if not fits(candidate):
+                bad = candidate
+                break
+            good, step = candidate, step * 2
+        else:
+            bad = None
+    else:
+        bad, good = start, 0
+        while bad > 1:
+            candidate = bad // 2
+            if fits(candidate):
+                good = candidate
+                break
+            bad = candidate
+    while bad is not None and bad - good > 1:
+        middle = (good + bad) // 2
+        if fits(middle):
+            good = middle
+        else:
+            bad = middle
+    return {"impl": impl, "case": case.name, "dtype": dtype, "device": device, "budget_bytes": budget,
+            "largest_batch": good, "reached_max_batch": bad is None,
+            "probes": [{k: p.get(k) for k in ("batch", "status", "peak_bytes", "seconds")} for p in probes]}
+
+
+def _case_from_json(text: str) -> ConvCase:
+    return ConvCase(**json.loads(text))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    probe = commands.add_parser("probe", help="(child process) measure one pass and print JSON")
+    probe.add_argument("--impl", required=True)
+    probe.add_argument("--case", required=True, type=_case_from_json, help="ConvCase fields as JSON")
+    probe.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    probe.add_argument("--device", default="cpu")
+    probe.add_argument("--direction", default="forward+backward")
+    probe.add_argument("--threads", type=int, default=2)
+    probe.add_argument("--budget", type=int, default=None, help="bytes")
+    args = parser.parse_args(argv)
+    result = _probe(args.impl, args.case, args.dtype, args.device, args.direction, args.threads, args.budget)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
