@@ -1,0 +1,41 @@
+// Chooses the per-plane kernels for the CPU the process runs on.
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "plane_kernels.h"
+
+namespace mula::cpu {
+namespace {
+
+const PlaneKernels& detect() {
+  // __builtin_cpu_supports also checks that the OS saves the wide registers.
+  if (__builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return plane_kernels_avx2();
+  }
+  return plane_kernels_generic();
+}
+
+const PlaneKernels& choose() {
+  const char* requested = std::getenv("MULA_CPU_ISA");
+  if (requested == nullptr || *requested == '\0') return detect();
+  const std::string isa(requested);
+  if (isa == "generic") return plane_kernels_generic();
+  if (isa == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return plane_kernels_avx2();
+  }
+  if (isa == "avx512" && __builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
+  throw std::runtime_error("mula_ops: MULA_CPU_ISA=" + isa +
+                           " is not one of avx512, avx2, generic, or this CPU lacks it");
+}
+
+}  // namespace
+
+const PlaneKernels& select_plane_kernels() {
+  static const PlaneKernels& kernels = choose();
+  return kernels;
+}
+
+}  // namespace mula::cpu
