@@ -39,7 +39,7 @@ def atomic_write(path, data):
 def encode_image(array, format):
     """PNG/JPEG bytes of a uint8 (H, W) or (H, W, 3) array."""
     buffer = io.BytesIO()
-    options = {"quality": 95} if format == "JPEG" else {}
+    options = {"quality": 95, "subsampling": 0} if format == "JPEG" else {}
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format=format, **options)
     return buffer.getvalue()
 

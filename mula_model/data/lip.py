@@ -99,8 +99,8 @@ def write_lip_dataset(root, splits):
     """Write records to root in the LIP layout, readable by LIPDataset.
 
     splits: {"train": records, "val": records, "test": records} (any subset); records are
-    PersonRecords, e.g. a SyntheticPeople. Images are JPEG (quality 95), segmentations PNG;
-    the val split also gets lip_val_set.csv. Every file is written atomically.
+    PersonRecords, e.g. a SyntheticPeople. Images are JPEG (quality 95, no chroma subsampling),
+    segmentations PNG; the val split also gets lip_val_set.csv. Every file is written atomically.
     """
     for split, records in splits.items():
         _check_split(split)
