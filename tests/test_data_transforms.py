@@ -117,6 +117,8 @@ def test_synthetic_people_are_deterministic_and_valid():
         assert not (ra.image == other.record(index).image).all()
         assert ra.parsing.max() < 20 and len(np.unique(ra.parsing)) >= 8
         assert (ra.joints[:, :2] >= 0).all() and (ra.joints[:, :2] <= 79).all()
+    preloaded = SyntheticPeople(3, seed=11, image_size=80).preload()
+    assert all((preloaded.record(i).image == a.record(i).image).all() for i in range(3))
 
 
 def test_loader_epoch_does_not_depend_on_workers():

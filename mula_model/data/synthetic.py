@@ -166,17 +166,17 @@ assert len(_JOINT_ORDER) == NUM_JOINTS
 
 
 def _place(joints, rng, height, width):
-    """Scale, rotate and translate body-frame joints into the image; returns (joints, pixels per unit)."""
-    size = rng.uniform(0.5, 0.8) * min(height, width)
+    """Scale, rotate and translate body-frame joints into the image, the whole person inside
+    (like a LIP crop, the person fills most of the picture); returns (joints, pixels per unit, angle)."""
     angle = rng.uniform(-0.45, 0.45)
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    placed = (joints - joints.mean(axis=0)) @ rotation.T * size
-    margin = 0.12 * size
-    low, high = placed.min(axis=0) - margin, placed.max(axis=0) + margin
-    room_low = -low
-    room_high = np.array([width - 1, height - 1]) - high
-    offset = np.array([rng.uniform(*sorted((room_low[i], max(room_low[i], room_high[i])))) for i in range(2)])
-    return placed + offset, size, angle
+    body = (joints - joints.mean(axis=0)) @ rotation.T
+    margin = 0.1  # hair, hands and shoes reach this far (in heights) beyond the joints
+    low, high = body.min(axis=0) - margin, body.max(axis=0) + margin
+    fits = min((width - 1) / (high[0] - low[0]), (height - 1) / (high[1] - low[1]))
+    size = min(rng.uniform(0.6, 0.9) * height, fits)
+    offset = [rng.uniform(-low[i] * size, limit - high[i] * size) for i, limit in enumerate((width - 1, height - 1))]
+    return body * size + offset, size, angle
 
 
 def _draw_person(canvas, joints, widths, size, angle, rng):
@@ -284,7 +284,6 @@ def draw_person(rng, height, width):
     canvas = _Canvas(height, width)
     _background(canvas, rng)
     body, widths = _pose(rng)
-    # Head-top sits just inside the hair/hat, not on the outline.
     joints, size, angle = _place(body, rng, height, width)
     _draw_person(canvas, joints, widths, size, angle, rng)
     noise = rng.normal(0, 4, size=canvas.image.shape).astype(np.float32)
@@ -307,7 +306,9 @@ class SyntheticPeople(torch.utils.data.Dataset):
     cluttered backgrounds. image_size: int or (H, W). dataset[i] is transform(record, i), or
     the PersonRecord when transform is None; dataset.record(i) always gives the record.
     Records carry objpos (person bounding-box centre) and scale_provided (height / 200) like LIP.
-    With cache=True each record is kept after it is first drawn (about 4 bytes per pixel).
+    With cache=True each record is kept after it is first drawn (about 4 bytes per pixel);
+    loader workers hold their own caches, which end with the epoch, so call preload() before
+    a multi-worker loader to draw everything once in the main process.
     """
 
     def __init__(self, count, seed=0, image_size=128, transform=None, cache=True):
@@ -338,3 +339,11 @@ class SyntheticPeople(torch.utils.data.Dataset):
     def __getitem__(self, index):
         record = self.record(index)
         return record if self.transform is None else self.transform(record, index)
+
+    def preload(self):
+        """Draw and cache every record now; returns self."""
+        if self._cache is None:
+            raise ValueError("preload needs cache=True")
+        for index in range(self.count):
+            self.record(index)
+        return self
