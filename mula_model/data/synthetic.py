@@ -175,7 +175,8 @@ def _place(joints, rng, height, width):
     low, high = body.min(axis=0) - margin, body.max(axis=0) + margin
     fits = min((width - 1) / (high[0] - low[0]), (height - 1) / (high[1] - low[1]))
     size = min(rng.uniform(0.6, 0.9) * height, fits)
-    offset = [rng.uniform(-low[i] * size, limit - high[i] * size) for i, limit in enumerate((width - 1, height - 1))]
+    room = [(-low[i] * size, limit - high[i] * size) for i, limit in enumerate((width - 1, height - 1))]
+    offset = [rng.uniform(first, max(first, last)) for first, last in room]  # max: rounding when size == fits
     return body * size + offset, size, angle
 
 
