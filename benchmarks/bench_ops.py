@@ -46,7 +46,7 @@ def test_dynamic_conv2d(benchmark, request, case, direction, dtype, device, impl
     except ImportError as error:
         pytest.skip(f"mula_ops cannot be imported: {error}")
     except NotImplementedError as error:
-        pytest.skip(f"{impl} has no {device} kernel in this build: {str(error).splitlines()[0]}")
+        pytest.skip(f"{impl} has no {device} kernel in this build: {str(error).split('. ')[0]}")
     benchmark.group = f"{case.label} {direction} {dtype} {device}"
     benchmark.extra_info.update(
         kind="op", impl=impl, case=case.name, batch=case.batch, direction=direction, dtype=dtype,

@@ -1,6 +1,5 @@
 """Options shared by the benchmark suites: which suite (quick or full), which
 devices, how many CPU threads."""
-import pytest
 import torch
 
 from benchmarks.cases import CASES, DIRECTIONS, DTYPES, IMPLEMENTATIONS
@@ -33,6 +32,8 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
 
 
+_SKIPPED = []
+
 SUITES = {
     "quick": {"directions": ("forward", "forward+backward"), "dtypes": ("float32",)},
     "full": {"directions": DIRECTIONS, "dtypes": tuple(DTYPES)},
@@ -49,3 +50,14 @@ def pytest_generate_tests(metafunc):
     for name, (values, ids) in choices.items():
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, values, ids=ids)
+
+
+def pytest_runtest_logreport(report):
+    """Collects why benchmarks were skipped, for the JSON and the report."""
+    if report.skipped and report.when in ("setup", "call"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _SKIPPED.append(f"{report.nodeid.split('::')[-1]}: {reason.removeprefix('Skipped: ')}")
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["skipped"] = list(_SKIPPED)

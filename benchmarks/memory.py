@@ -51,7 +51,10 @@ def _probe(impl: str, case: ConvCase, dtype: str, device: str, direction: str, t
     """Runs in the child: one warm-up at batch 1 (loads kernels, starts the
     thread pool), then the measured pass at the case's batch."""
     torch.set_num_threads(threads)
-    make_pass(impl, case.with_batch(1), DTYPES[dtype], device, direction)()
+    try:
+        make_pass(impl, case.with_batch(1), DTYPES[dtype], device, direction)()
+    except NotImplementedError as error:
+        return {"status": "no kernel", "error": str(error).split(". ")[0]}
     gc.collect()
     on_cuda = torch.device(device).type == "cuda"
     try:
