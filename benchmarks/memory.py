@@ -36,6 +36,8 @@ _MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "13
 # Room above the budget for the address space the process reserves without
 # touching it (thread arenas); what decides a probe is the measured peak.
 _ADDRESS_SPACE_SLACK = 256 << 20
+# Probe outcomes that mean "this batch does not fit the budget".
+DID_NOT_FIT = ("over budget", "out of memory", "killed")
 
 
 def _proc_status_bytes(field: str) -> int:
@@ -103,10 +105,11 @@ def measure(impl: str, case: ConvCase, dtype: str = "float32", device: str = "cp
         child = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return dict(record, status="timeout", error=f"probe took longer than {timeout:.0f} s")
-    if child.returncode != 0:
-        # Killed by the kernel's OOM killer (-9) or a crash: the pass did not fit.
+    if child.returncode < 0:  # killed by a signal, e.g. by the kernel's OOM killer: it did not fit
+        return dict(record, status="killed", error=f"probe killed by signal {-child.returncode}")
+    if child.returncode > 0:
         tail = (child.stderr.strip().splitlines() or [""])[-1][:200]
-        return dict(record, status="failed", error=f"exit code {child.returncode}: {tail}")
+        return dict(record, status="error", error=f"exit code {child.returncode}: {tail}")
     return dict(record, **json.loads(child.stdout.strip().splitlines()[-1]))
 
 
@@ -123,9 +126,21 @@ def largest_batch(impl: str, case: ConvCase, budget: int, dtype: str = "float32"
         result = probe(impl, case.with_batch(batch), dtype, device, "forward+backward", threads, budget,
                        timeout)
         probes.append(result)
+        if result["status"] not in ("ok",) + DID_NOT_FIT:
+            raise _ProbeFailed(result)
         return result["status"] == "ok"
 
-    start = max(1, min(start, max_batch))
+    summary = {"impl": impl, "case": case.name, "dtype": dtype, "device": device, "budget_bytes": budget,
+               "probes": probes}
+    try:
+        good, bad = _search(fits, max(1, min(start, max_batch)), max_batch)
+    except _ProbeFailed as failure:
+        return dict(summary, largest_batch=None, status=failure.result["status"], error=failure.result.get("error"))
+    return dict(summary, largest_batch=good, status="ok", reached_max_batch=bad is None)
+
+
+def _search(fits, start: int, max_batch: int):
+    """(largest batch that fits, smallest that does not or None)."""
     if fits(start):
         good, step = start, 1
         while good < max_batch:
@@ -150,9 +165,16 @@ def largest_batch(impl: str, case: ConvCase, budget: int, dtype: str = "float32"
             good = middle
         else:
             bad = middle
-    return {"impl": impl, "case": case.name, "dtype": dtype, "device": device, "budget_bytes": budget,
-            "largest_batch": good, "reached_max_batch": bad is None,
-            "probes": [{k: p.get(k) for k in ("batch", "status", "peak_bytes", "seconds")} for p in probes]}
+    return good, bad
+
+
+class _ProbeFailed(Exception):
+    """A probe that neither fit nor ran out of memory (no kernel, an error, a
+    timeout): the search cannot go on."""
+
+    def __init__(self, result: Dict):
+        super().__init__(result.get("error"))
+        self.result = result
 
 
 def _case_from_json(text: str) -> ConvCase:

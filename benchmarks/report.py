@@ -92,7 +92,9 @@ def run_memory(mode: str, out: Path, threads: int, device: str, budget_mib: int)
         for impl in IMPLEMENTATIONS:
             start = first_guess(peaks, impl, dev, budget)
             result = memory.largest_batch(impl, headline, budget, "float32", dev, threads, start=start)
-            print(f"largest batch {impl:9s} in {budget_mib} MiB on {dev}: {result['largest_batch']} "
+            outcome = result["largest_batch"] if result["status"] == "ok" else \
+                f"{result['status']}: {result.get('error')}"
+            print(f"largest batch {impl:9s} in {budget_mib} MiB on {dev}: {outcome} "
                   f"({len(result['probes'])} probes)", flush=True)
             largest.append(result)
     (out / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest}, indent=1))
@@ -223,9 +225,16 @@ def render_markdown(latency: Dict, mem: Dict, machine: Dict, command: str) -> st
             entries = {e["impl"]: e for e in mem["largest_batch"] if e["device"] == device}
             budget = next(iter(entries.values()))["budget_bytes"]
             lines.append(f"| {device} | {budget / MIB:,.0f} MiB | "
-                         + " | ".join(str(entries[i]["largest_batch"]) if i in entries else "—"
-                                      for i in IMPLEMENTATIONS) + " |")
+                         + " | ".join(_largest_cell(entries.get(impl)) for impl in IMPLEMENTATIONS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _largest_cell(entry: Optional[Dict]) -> str:
+    if entry is None:
+        return "—"
+    if entry["largest_batch"] is None:
+        return entry["status"]
+    return f"{entry['largest_batch']}" + ("+" if entry.get("reached_max_batch") else "")
 
 
 def _memory_cell(peak: Dict) -> str:
@@ -298,7 +307,7 @@ def render_plots(latency: Dict, mem: Dict, out: Path) -> List[str]:
         left.set(yscale="log", ylabel="MiB", title="Peak extra memory, forward+backward (float32)")
         left.set_xticks(range(len(keys)), [f"{c} N={b}" for c, b in keys], fontsize=7)
         left.legend()
-        entries = [e for e in mem.get("largest_batch", []) if e["device"] == "cpu"]
+        entries = [e for e in mem.get("largest_batch", []) if e["device"] == "cpu" and e["largest_batch"] is not None]
         right.bar([e["impl"] for e in entries], [e["largest_batch"] for e in entries])
         if entries:
             right.set(ylabel="batch", title=f"Largest batch in {entries[0]['budget_bytes'] / MIB:,.0f} MiB "

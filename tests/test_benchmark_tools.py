@@ -82,6 +82,14 @@ def test_largest_batch_search_stops_at_max_batch():
     assert result["largest_batch"] == 100 and result["reached_max_batch"]
 
 
+def test_largest_batch_search_stops_on_a_failed_probe():
+    def probe(impl, case, *args):
+        return {"batch": case.batch, "status": "no kernel", "error": "no CPU kernel"}
+    result = memory.largest_batch("x", mula_hourglass(1), 1000, start=8, probe=probe)
+    assert result["largest_batch"] is None and result["status"] == "no kernel"
+    assert [p["batch"] for p in result["probes"]] == [8]
+
+
 def test_memory_probe_counts_what_the_pass_allocates():
     # grouped forward+backward allocates at least the output and grad_input
     # (4 MiB each here); unfold also holds its 9x larger column buffer.
