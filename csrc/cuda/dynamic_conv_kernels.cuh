@@ -1,0 +1,432 @@
+// Device code of the dynamic convolution: forward, grad_input, grad_weight
+// (+ grad_bias). No torch includes: compiled by nvcc, or by the host compiler
+// against the CUDA emulator (csrc/emulator) for tests and sanitizers.
+//
+// Every kernel works on one plane tile per block. A block is 32 x 8 threads;
+// thread (x, y) owns tile column x and rows y, y + 8, y + 16, y + 24 (register
+// blocking), so a tile is at most 32 x 32 outputs. Operands are staged in
+// shared memory in the accumulation type (float for half types); filters live
+// in registers when the kernel size is a compile-time constant (3, 5, 7).
+// No kernel returns before a barrier, and no float atomics are used.
+#pragma once
+
+#include "device_platform.cuh"
+#include "dynamic_conv_launch.h"
+
+namespace mula::cuda {
+
+constexpr int kBlockX = 32;
+constexpr int kBlockY = 8;
+constexpr int kThreads = kBlockX * kBlockY;
+constexpr int kWarps = kThreads / 32;
+constexpr int kRowsPerThread = 4;
+constexpr int kMaxTileW = kBlockX;
+constexpr int kMaxTileH = kBlockY * kRowsPerThread;
+
+// Tile geometry of one launch, chosen on the host (see dynamic_conv_launchers.cuh).
+struct Tiling {
+  int tile_h, tile_w;            // outputs (or grad_input pixels) per block
+  int tiles_h, tiles_w;          // tiles per plane
+  int staged_rows, staged_cols;  // the staged operand, halo included
+};
+
+// Accumulation type and conversions per storage type.
+template <typename T>
+struct Numeric {
+  using acc_t = T;
+  __device__ __forceinline__ static acc_t load(T value) { return value; }
+  __device__ __forceinline__ static T store(acc_t value) { return value; }
+};
+template <>
+struct Numeric<__half> {
+  using acc_t = float;
+  __device__ __forceinline__ static float load(__half value) { return __half2float(value); }
+  __device__ __forceinline__ static __half store(float value) { return __float2half_rn(value); }
+};
+template <>
+struct Numeric<__nv_bfloat16> {
+  using acc_t = float;
+  __device__ __forceinline__ static float load(__nv_bfloat16 value) {
+    return __bfloat162float(value);
+  }
+  __device__ __forceinline__ static __nv_bfloat16 store(float value) {
+    return __float2bfloat16_rn(value);
+  }
+};
+
+__host__ __device__ __forceinline__ int floor_div(int a, int b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+// Copies plane[y0 : y0 + rows, x0 : x0 + cols] (zero outside the plane) into
+// shared memory; consecutive threads read consecutive columns (coalesced).
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void stage_tile(acc_t* staged, int rows, int cols,
+                                           const scalar_t* __restrict__ plane, int height,
+                                           int width, int y0, int x0) {
+  for (int r = threadIdx.y; r < rows; r += kBlockY) {
+    const int y = y0 + r;
+    const bool row_inside = y >= 0 && y < height;
+    for (int c = threadIdx.x; c < cols; c += kBlockX) {
+      const int x = x0 + c;
+      staged[r * cols + c] = row_inside && x >= 0 && x < width
+                                 ? Numeric<scalar_t>::load(plane[std::int64_t(y) * width + x])
+                                 : acc_t(0);
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void stage_filter(acc_t* filter, const scalar_t* __restrict__ weight,
+                                             int taps) {
+  const int thread = threadIdx.y * kBlockX + threadIdx.x;
+#ifdef MULA_INJECT_SHARED_OOB  // sanitizer self-test only: one element past the end
+  for (int i = thread; i < taps; i += kThreads) filter[i + 1] = Numeric<scalar_t>::load(weight[i]);
+#else
+  for (int i = thread; i < taps; i += kThreads) filter[i] = Numeric<scalar_t>::load(weight[i]);
+#endif
+}
+
+// The barrier between staging a tile and reading it.
+#ifdef MULA_INJECT_MISSING_BARRIER  // sanitizer self-test only
+#define MULA_STAGED_BARRIER()
+#else
+#define MULA_STAGED_BARRIER() __syncthreads()
+#endif
+
+// One filter row in registers when the kernel size is a compile-time constant
+// (K > 0), read from shared memory otherwise. Loading a row per kh (rather than
+// the whole filter) keeps register pressure low enough for two blocks per SM.
+template <typename acc_t, int K>
+struct FilterRow {
+  acc_t taps[K];
+  __device__ __forceinline__ explicit FilterRow(const acc_t* row) {
+#pragma unroll
+    for (int i = 0; i < K; ++i) taps[i] = row[i];
+  }
+  __device__ __forceinline__ acc_t operator[](int i) const { return taps[i]; }
+};
+template <typename acc_t>
+struct FilterRow<acc_t, 0> {
+  const acc_t* taps;
+  __device__ __forceinline__ explicit FilterRow(const acc_t* row) : taps(row) {}
+  __device__ __forceinline__ acc_t operator[](int i) const { return taps[i]; }
+};
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T value) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
+  return value;  // complete in lane 0
+}
+
+// Warp sums of the 32 values v[0..31] in 31 shuffles (a reduce-scatter
+// butterfly) instead of 32 x 5: at each step a lane keeps the half of its
+// values its lane bit selects and adds the partner's copy of that half.
+// Afterwards lane L holds the sum over the warp of v[L].
+template <typename T>
+__device__ __forceinline__ T warp_transpose_sum(T (&v)[32], int lane) {
+#pragma unroll
+  for (int half = 16; half > 0; half /= 2) {
+    const bool upper = (lane & half) != 0;
+#pragma unroll
+    for (int i = 0; i < half; ++i) {
+      const T send = upper ? v[i] : v[i + half];
+      const T keep = upper ? v[i + half] : v[i];
+      v[i] = keep + __shfl_xor_sync(0xffffffffu, send, half);
+    }
+  }
+  return v[0];
+}
+
+// output[n, co] = bias + sum over the group's input channels of the input
+// plane correlated with weight[n, co, ci]. One block per (plane, tile).
+template <typename scalar_t, int K>
+__global__ void __launch_bounds__(kThreads, 2)
+    forward_kernel(ConvShape s, Tiling t, const scalar_t* __restrict__ input,
+                   const scalar_t* __restrict__ weight, const scalar_t* __restrict__ bias,
+                   std::int64_t bias_batch_stride, scalar_t* __restrict__ output) {
+  using acc_t = typename Numeric<scalar_t>::acc_t;
+  MULA_DYNAMIC_SHARED(acc_t, staged);
+  const int tx = threadIdx.x;
+  const int ty = threadIdx.y;
+  acc_t* filter = staged + t.staged_rows * t.staged_cols;
+  const int kernel_h = K > 0 ? K : s.kernel_h;
+  const int kernel_w = K > 0 ? K : s.kernel_w;
+  const int taps = kernel_h * kernel_w;
+
+  const int tiles = t.tiles_h * t.tiles_w;
+  const std::int64_t plane = blockIdx.x / tiles;  // n * C_out + co
+  const int tile = blockIdx.x % tiles;
+  const std::int64_t n = plane / s.out_channels;
+  const std::int64_t co = plane % s.out_channels;
+  const int oy0 = tile / t.tiles_w * t.tile_h;
+  const int ox0 = tile % t.tiles_w * t.tile_w;
+  const std::int64_t in_per_group = s.in_channels / s.groups;
+  const std::int64_t first_in = co / (s.out_channels / s.groups) * in_per_group;
+  const int plane_size = s.in_height * s.in_width;
+
+  const int rows = (t.tile_h - ty + kBlockY - 1) / kBlockY;  // rows of the tile this thread owns
+  acc_t acc[kRowsPerThread] = {};
+  for (std::int64_t ci = 0; ci < in_per_group; ++ci) {
+    __syncthreads();  // the previous channel's tiles have been read
+    stage_tile(staged, t.staged_rows, t.staged_cols,
+               input + (n * s.in_channels + first_in + ci) * plane_size, s.in_height, s.in_width,
+               oy0 * s.stride_h - s.pad_h, ox0 * s.stride_w - s.pad_w);
+    stage_filter(filter, weight + (plane * in_per_group + ci) * taps, taps);
+    MULA_STAGED_BARRIER();
+    if (tx < t.tile_w) {
+      // kh outermost and not unrolled keeps few values live (no spills):
+      // each iteration holds one filter row in registers for 4 x kW FMAs.
+#pragma unroll 1
+      for (int kh = 0; kh < kernel_h; ++kh) {
+        const FilterRow<acc_t, K> f(filter + kh * kernel_w);
+        const acc_t* tap_row =
+            staged + (ty * s.stride_h + kh * s.dilation_h) * t.staged_cols + tx * s.stride_w;
+#pragma unroll
+        for (int r = 0; r < kRowsPerThread; ++r) {
+          if (r >= rows) continue;
+          const acc_t* in_row = tap_row + r * kBlockY * s.stride_h * t.staged_cols;
+#pragma unroll
+          for (int kw = 0; kw < kernel_w; ++kw) {
+            acc[r] += in_row[kw * s.dilation_w] * f[kw];
+          }
+        }
+      }
+    }
+  }
+
+  const acc_t bias_value =
+      bias != nullptr ? Numeric<scalar_t>::load(bias[n * bias_batch_stride + co]) : acc_t(0);
+  const int ox = ox0 + tx;
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    const int ly = ty + r * kBlockY;
+    const int oy = oy0 + ly;
+    if (tx < t.tile_w && ly < t.tile_h && oy < s.out_height && ox < s.out_width) {
+      output[(plane * s.out_height + oy) * s.out_width + ox] =
+          Numeric<scalar_t>::store(acc[r] + bias_value);
+    }
+  }
+}
+
+// grad_input[n, ci] = sum over the group's output channels of grad_output
+// gathered through weight[n, co, ci] (the transposed convolution, written as
+// a gather so that every pixel is produced by exactly one thread). One block
+// per (input plane, tile).
+template <typename scalar_t, int K>
+__global__ void __launch_bounds__(kThreads, 2)
+    grad_input_kernel(ConvShape s, Tiling t, const scalar_t* __restrict__ grad_output,
+                      const scalar_t* __restrict__ weight, scalar_t* __restrict__ grad_input) {
+  using acc_t = typename Numeric<scalar_t>::acc_t;
+  MULA_DYNAMIC_SHARED(acc_t, staged);
+  const int tx = threadIdx.x;
+  const int ty = threadIdx.y;
+  acc_t* filter = staged + t.staged_rows * t.staged_cols;
+  const int kernel_h = K > 0 ? K : s.kernel_h;
+  const int kernel_w = K > 0 ? K : s.kernel_w;
+  const int taps = kernel_h * kernel_w;
+
+  const int tiles = t.tiles_h * t.tiles_w;
+  const std::int64_t plane = blockIdx.x / tiles;  // n * C_in + ci
+  const int tile = blockIdx.x % tiles;
+  const std::int64_t n = plane / s.in_channels;
+  const std::int64_t ci = plane % s.in_channels;
+  const std::int64_t in_per_group = s.in_channels / s.groups;
+  const std::int64_t out_per_group = s.out_channels / s.groups;
+  const std::int64_t first_out = ci / in_per_group * out_per_group;
+  const std::int64_t ci_in_group = ci % in_per_group;
+  const int y0 = tile / t.tiles_w * t.tile_h;
+  const int x0 = tile % t.tiles_w * t.tile_w;
+  // First output row/column any pixel of the tile receives from.
+  const int oy_first = floor_div(y0 + s.pad_h - (kernel_h - 1) * s.dilation_h, s.stride_h);
+  const int ox_first = floor_div(x0 + s.pad_w - (kernel_w - 1) * s.dilation_w, s.stride_w);
+  const int out_plane_size = s.out_height * s.out_width;
+
+  const int rows = (t.tile_h - ty + kBlockY - 1) / kBlockY;  // rows of the tile this thread owns
+  acc_t acc[kRowsPerThread] = {};
+  for (std::int64_t j = 0; j < out_per_group; ++j) {
+    const std::int64_t co = first_out + j;
+    __syncthreads();  // the previous channel's tiles have been read
+    stage_tile(staged, t.staged_rows, t.staged_cols,
+               grad_output + (n * s.out_channels + co) * out_plane_size, s.out_height,
+               s.out_width, oy_first, ox_first);
+    stage_filter(filter, weight + ((n * s.out_channels + co) * in_per_group + ci_in_group) * taps,
+                 taps);
+    MULA_STAGED_BARRIER();
+    if (tx < t.tile_w) {
+#pragma unroll
+      for (int kh = 0; kh < kernel_h; ++kh) {
+        const FilterRow<acc_t, K> f(filter + kh * kernel_w);
+#pragma unroll
+        for (int r = 0; r < kRowsPerThread; ++r) {
+          // row = oy * stride_h; pixels no output row reaches skip the tap.
+          // Exact quotients below the plane land on the staged zero halo.
+          const int row = y0 + ty + r * kBlockY + s.pad_h - kh * s.dilation_h;
+          if (r >= rows || row % s.stride_h != 0) continue;
+          const acc_t* staged_row = staged + (row / s.stride_h - oy_first) * t.staged_cols;
+#pragma unroll
+          for (int kw = 0; kw < kernel_w; ++kw) {
+            const int col = x0 + tx + s.pad_w - kw * s.dilation_w;  // = ox * stride_w
+            if (col % s.stride_w != 0) continue;
+            acc[r] += staged_row[col / s.stride_w - ox_first] * f[kw];
+          }
+        }
+      }
+    }
+  }
+
+  const int x = x0 + tx;
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    const int ly = ty + r * kBlockY;
+    const int y = y0 + ly;
+    if (tx < t.tile_w && ly < t.tile_h && y < s.in_height && x < s.in_width) {
+      grad_input[(plane * s.in_height + y) * s.in_width + x] = Numeric<scalar_t>::store(acc[r]);
+    }
+  }
+}
+
+// Stores the reduced value of tap `tap` of weight plane `plane`
+// ((n * C_out + co) * C_in/groups + ci); tap == taps is the bias.
+template <typename scalar_t, typename acc_t>
+__device__ __forceinline__ void store_weight_grad(const ConvShape& s, std::int64_t plane, int tap,
+                                                  int taps, acc_t value,
+                                                  scalar_t* __restrict__ grad_weight,
+                                                  scalar_t* __restrict__ grad_bias) {
+  const std::int64_t in_per_group = s.in_channels / s.groups;
+  if (tap < taps) {
+    if (grad_weight != nullptr) grad_weight[plane * taps + tap] = Numeric<scalar_t>::store(value);
+  } else if (grad_bias != nullptr && plane % in_per_group == 0) {
+    grad_bias[plane / in_per_group] = Numeric<scalar_t>::store(value);
+  }
+}
+
+// grad_weight[n, co, ci, kh, kw] = sum over the output plane of
+// grad_output[n, co] * the input window at (kh, kw); grad_bias[n, co] = sum of
+// grad_output[n, co]. One block per (weight plane, output tile): each thread
+// sums its outputs, then the block reduces with warp shuffles and shared
+// memory in a fixed order. With several tiles per plane the block writes its
+// partial sums to `partial` and weight_grad_finalize_kernel adds them up in
+// tile order (two passes, no atomics: bitwise reproducible).
+template <typename scalar_t, int K>
+__global__ void __launch_bounds__(kThreads, 2)
+    grad_weight_kernel(ConvShape s, Tiling t, const scalar_t* __restrict__ grad_output,
+                       const scalar_t* __restrict__ input,
+                       typename Numeric<scalar_t>::acc_t* __restrict__ partial,
+                       scalar_t* __restrict__ grad_weight, scalar_t* __restrict__ grad_bias) {
+  using acc_t = typename Numeric<scalar_t>::acc_t;
+  MULA_DYNAMIC_SHARED(acc_t, staged);
+  const int tx = threadIdx.x;
+  const int ty = threadIdx.y;
+  const int kernel_h = K > 0 ? K : s.kernel_h;
+  const int kernel_w = K > 0 ? K : s.kernel_w;
+  const int taps = kernel_h * kernel_w;
+  acc_t* staged_grad = staged + t.staged_rows * t.staged_cols;  // tile_h x tile_w
+  acc_t* warp_sums = staged_grad + t.tile_h * t.tile_w;          // kWarps x (taps + 1)
+
+  const int tiles = t.tiles_h * t.tiles_w;
+  const std::int64_t plane = blockIdx.x / tiles;  // (n * C_out + co) * C_in/groups + ci
+  const int tile = blockIdx.x % tiles;
+  const std::int64_t in_per_group = s.in_channels / s.groups;
+  const std::int64_t out_plane = plane / in_per_group;  // n * C_out + co
+  const std::int64_t n = out_plane / s.out_channels;
+  const std::int64_t co = out_plane % s.out_channels;
+  const std::int64_t ci = co / (s.out_channels / s.groups) * in_per_group + plane % in_per_group;
+  const int oy0 = tile / t.tiles_w * t.tile_h;
+  const int ox0 = tile % t.tiles_w * t.tile_w;
+
+  stage_tile(staged, t.staged_rows, t.staged_cols,
+             input + (n * s.in_channels + ci) * s.in_height * s.in_width, s.in_height, s.in_width,
+             oy0 * s.stride_h - s.pad_h, ox0 * s.stride_w - s.pad_w);
+  stage_tile(staged_grad, t.tile_h, t.tile_w,
+             grad_output + out_plane * s.out_height * s.out_width, s.out_height, s.out_width, oy0,
+             ox0);
+  MULA_STAGED_BARRIER();
+
+  const int lane = (ty * kBlockX + tx) % 32;
+  const int warp = (ty * kBlockX + tx) / 32;
+  const bool has_column = tx < t.tile_w;
+  const int rows = (t.tile_h - ty + kBlockY - 1) / kBlockY;  // rows of the tile this thread owns
+  if constexpr (K > 0) {
+    acc_t sums[K * K + 1] = {};  // taps, then the bias
+    if (has_column) {
+      acc_t g[kRowsPerThread];
+#pragma unroll
+      for (int r = 0; r < kRowsPerThread; ++r) {
+        g[r] = r < rows ? staged_grad[(ty + r * kBlockY) * t.tile_w + tx] : acc_t(0);
+        sums[K * K] += g[r];
+      }
+#pragma unroll
+      for (int kh = 0; kh < K; ++kh) {
+        const acc_t* tap_row =
+            staged + (ty * s.stride_h + kh * s.dilation_h) * t.staged_cols + tx * s.stride_w;
+#pragma unroll
+        for (int r = 0; r < kRowsPerThread; ++r) {
+          if (r >= rows) continue;
+          const acc_t* in_row = tap_row + r * kBlockY * s.stride_h * t.staged_cols;
+#pragma unroll
+          for (int kw = 0; kw < K; ++kw) sums[kh * K + kw] += g[r] * in_row[kw * s.dilation_w];
+        }
+      }
+    }
+#pragma unroll
+    for (int first = 0; first <= K * K; first += 32) {
+      acc_t chunk[32];
+#pragma unroll
+      for (int i = 0; i < 32; ++i) chunk[i] = first + i <= K * K ? sums[first + i] : acc_t(0);
+      const acc_t total = warp_transpose_sum(chunk, lane);
+      if (first + lane <= K * K) warp_sums[warp * (K * K + 1) + first + lane] = total;
+    }
+  } else {
+    for (int i = 0; i <= taps; ++i) {  // one tap at a time: the count is not known
+      const int kh = i / kernel_w;
+      const int kw = i % kernel_w;
+      acc_t sum = 0;
+      if (has_column) {
+        for (int r = 0; r < rows; ++r) {
+          const int ly = ty + r * kBlockY;
+          const acc_t g = staged_grad[ly * t.tile_w + tx];
+          sum += i == taps ? g
+                           : g * staged[(ly * s.stride_h + kh * s.dilation_h) * t.staged_cols +
+                                        tx * s.stride_w + kw * s.dilation_w];
+        }
+      }
+      const acc_t total = warp_sum(sum);
+      if (lane == 0) warp_sums[warp * (taps + 1) + i] = total;
+    }
+  }
+  __syncthreads();  // every warp's sums are in shared memory
+
+  for (int i = ty * kBlockX + tx; i <= taps; i += kThreads) {
+    acc_t total = 0;
+    for (int w = 0; w < kWarps; ++w) total += warp_sums[w * (taps + 1) + i];
+    if (partial != nullptr) {
+      partial[std::int64_t(blockIdx.x) * (taps + 1) + i] = total;
+    } else {
+      store_weight_grad(s, plane, i, taps, total, grad_weight, grad_bias);
+    }
+  }
+}
+
+// Second pass of the weight gradient when planes span several tiles: one
+// thread per (weight plane, tap) adds the tiles' partial sums in tile order.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads, 2)
+    grad_weight_finalize_kernel(ConvShape s, int tiles,
+                                const typename Numeric<scalar_t>::acc_t* __restrict__ partial,
+                                scalar_t* __restrict__ grad_weight,
+                                scalar_t* __restrict__ grad_bias) {
+  using acc_t = typename Numeric<scalar_t>::acc_t;
+  const int taps = s.kernel_h * s.kernel_w;
+  const std::int64_t planes = s.batch * s.out_channels * (s.in_channels / s.groups);
+  const std::int64_t index = std::int64_t(blockIdx.x) * kThreads + threadIdx.y * kBlockX + threadIdx.x;
+  if (index >= planes * (taps + 1)) return;  // no barrier in this kernel
+  const std::int64_t plane = index / (taps + 1);
+  const int tap = static_cast<int>(index % (taps + 1));
+  acc_t total = 0;
+  for (int tile = 0; tile < tiles; ++tile) total += partial[(plane * tiles + tile) * (taps + 1) + tap];
+  store_weight_grad(s, plane, tap, taps, total, grad_weight, grad_bias);
+}
+
+}  // namespace mula::cuda

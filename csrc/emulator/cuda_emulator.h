@@ -1,0 +1,235 @@
+// A CUDA execution emulator: lets device code written for nvcc compile with a
+// host compiler and run on the CPU, so the kernels can be tested (and run under
+// ASan/UBSan/TSan) on machines without a GPU.
+//
+// Faithful where it matters for catching bugs:
+// - the threads of a block are real std::threads running concurrently, so a
+//   missing __syncthreads is a data race TSan reports;
+// - __syncthreads is a real barrier (mutex + condition variable, which TSan
+//   understands);
+// - dynamic shared memory is allocated per block with exactly the requested
+//   size, so an out-of-bounds index is a heap overflow ASan reports;
+// - warp shuffles and __syncwarp exchange values through a per-warp barrier.
+// Blocks run one after another (a valid CUDA schedule). Static __shared__
+// arrays are not supported: kernels declare shared memory with
+// MULA_DYNAMIC_SHARED.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__ __restrict
+
+#include "cuda_runtime_emulated.h"
+
+// ---------------------------------------------------------------------------
+// Half types with CUDA's names and conversion functions (round to nearest even).
+struct __half {
+  std::uint16_t bits;
+};
+struct __nv_bfloat16 {
+  std::uint16_t bits;
+};
+
+inline float __half2float(__half value) {
+  _Float16 h;
+  std::memcpy(&h, &value.bits, sizeof h);
+  return static_cast<float>(h);
+}
+inline __half __float2half_rn(float value) {
+  const _Float16 h = static_cast<_Float16>(value);
+  __half result;
+  std::memcpy(&result.bits, &h, sizeof h);
+  return result;
+}
+inline float __bfloat162float(__nv_bfloat16 value) {
+  const std::uint32_t bits = static_cast<std::uint32_t>(value.bits) << 16;
+  float result;
+  std::memcpy(&result, &bits, sizeof result);
+  return result;
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  __nv_bfloat16 result;
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep it quiet, not Inf
+    result.bits = static_cast<std::uint16_t>((bits >> 16) | 0x40u);
+    return result;
+  }
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  result.bits = static_cast<std::uint16_t>(bits >> 16);
+  return result;
+}
+
+namespace mula::emu {
+
+constexpr unsigned int kWarpSize = 32;
+
+// A reusable barrier for a fixed number of threads.
+class Barrier {
+ public:
+  explicit Barrier(unsigned int count) : count_(count) {}
+  void arrive_and_wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const std::uint64_t generation = generation_;
+    if (++arrived_ == count_) {
+      arrived_ = 0;
+      ++generation_;
+      lock.unlock();  // waking waiters that would block on the mutex at once is slow
+      condition_.notify_all();
+      return;
+    }
+    condition_.wait(lock, [&] { return generation_ != generation; });
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable condition_;
+  const unsigned int count_;
+  unsigned int arrived_ = 0;
+  std::uint64_t generation_ = 0;
+};
+
+struct Warp {
+  explicit Warp(unsigned int lanes) : barrier(lanes) {}
+  Barrier barrier;
+  std::uint64_t slots[kWarpSize] = {};  // shuffle exchange, one per lane
+};
+
+struct Block {
+  Block(unsigned int threads, std::size_t shared_bytes)
+      : barrier(threads),
+        // Exactly the requested size, so ASan flags any access past the end.
+        shared(new unsigned char[shared_bytes == 0 ? 1 : shared_bytes]) {
+    for (unsigned int first = 0; first < threads; first += kWarpSize) {
+      const unsigned int lanes = threads - first < kWarpSize ? threads - first : kWarpSize;
+      warps.push_back(std::make_unique<Warp>(lanes));
+    }
+  }
+  Barrier barrier;
+  std::unique_ptr<unsigned char[]> shared;
+  std::vector<std::unique_ptr<Warp>> warps;
+};
+
+struct ThreadContext {
+  dim3 thread_idx, block_idx, block_dim, grid_dim;
+  Block* block = nullptr;
+  unsigned int linear_thread = 0;
+};
+inline thread_local ThreadContext context;
+
+inline Warp& current_warp() {
+  return *context.block->warps[context.linear_thread / kWarpSize];
+}
+inline unsigned int lane_id() { return context.linear_thread % kWarpSize; }
+inline unsigned char* block_shared_memory() { return context.block->shared.get(); }
+
+// Runs kernel(args...) over the grid, one block after another. The block's
+// threads are real std::threads, created once per launch and reused for every
+// block; each block gets fresh barriers, warps and shared memory.
+template <typename Kernel, typename... Args>
+cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel kernel,
+                   Args... args) {
+  const std::uint64_t threads = std::uint64_t(block_dim.x) * block_dim.y * block_dim.z;
+  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+      grid.y > 65535 || grid.z > 65535 || shared_bytes > 48 * 1024) {
+    return cudaErrorInvalidConfiguration;
+  }
+  const std::uint64_t blocks = std::uint64_t(grid.x) * grid.y * grid.z;
+  const auto thread_count = static_cast<unsigned int>(threads);
+  Barrier between_blocks(thread_count);
+  std::unique_ptr<Block> block;
+  auto run = [&](unsigned int t) {
+    context.linear_thread = t;
+    context.block_dim = block_dim;
+    context.grid_dim = grid;
+    context.thread_idx = dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y,
+                              t / (block_dim.x * block_dim.y));
+    for (std::uint64_t b = 0; b < blocks; ++b) {
+      if (t == 0) block = std::make_unique<Block>(thread_count, shared_bytes);
+      between_blocks.arrive_and_wait();  // the block's state is ready
+      context.block = block.get();
+      context.block_idx = dim3(static_cast<unsigned int>(b % grid.x),
+                               static_cast<unsigned int>(b / grid.x % grid.y),
+                               static_cast<unsigned int>(b / (std::uint64_t(grid.x) * grid.y)));
+      kernel(args...);
+      between_blocks.arrive_and_wait();  // every thread has left the block
+    }
+    context = ThreadContext{};
+  };
+  std::vector<std::thread> workers;
+  workers.reserve(thread_count - 1);
+  for (unsigned int t = 1; t < thread_count; ++t) workers.emplace_back(run, t);
+  run(0);
+  for (auto& worker : workers) worker.join();
+  return cudaSuccess;
+}
+
+}  // namespace mula::emu
+
+// ---------------------------------------------------------------------------
+// Device built-ins
+#define threadIdx (::mula::emu::context.thread_idx)
+#define blockIdx (::mula::emu::context.block_idx)
+#define blockDim (::mula::emu::context.block_dim)
+#define gridDim (::mula::emu::context.grid_dim)
+#define warpSize (32)
+
+inline void __syncthreads() { mula::emu::context.block->barrier.arrive_and_wait(); }
+inline void __syncwarp(unsigned int /*mask*/ = 0xffffffffu) {
+  mula::emu::current_warp().barrier.arrive_and_wait();
+}
+
+template <typename T>
+T __shfl_down_sync(unsigned int /*mask*/, T value, unsigned int delta) {
+  static_assert(sizeof(T) <= sizeof(std::uint64_t), "shuffle of a type wider than 64 bits");
+  auto& warp = mula::emu::current_warp();
+  const unsigned int lane = mula::emu::lane_id();
+  std::memcpy(&warp.slots[lane], &value, sizeof(T));
+  warp.barrier.arrive_and_wait();  // every lane has published its value
+  T result = value;
+  if (lane + delta < mula::emu::kWarpSize) std::memcpy(&result, &warp.slots[lane + delta], sizeof(T));
+  warp.barrier.arrive_and_wait();  // every lane has read before the next shuffle
+  return result;
+}
+
+template <typename T>
+T __shfl_xor_sync(unsigned int /*mask*/, T value, unsigned int lane_mask) {
+  static_assert(sizeof(T) <= sizeof(std::uint64_t), "shuffle of a type wider than 64 bits");
+  auto& warp = mula::emu::current_warp();
+  const unsigned int lane = mula::emu::lane_id();
+  std::memcpy(&warp.slots[lane], &value, sizeof(T));
+  warp.barrier.arrive_and_wait();
+  T result = value;
+  const unsigned int source = lane ^ lane_mask;
+  if (source < mula::emu::kWarpSize) std::memcpy(&result, &warp.slots[source], sizeof(T));
+  warp.barrier.arrive_and_wait();
+  return result;
+}
+
+template <typename T>
+T atomicAdd(T* address, T value) {
+  return std::atomic_ref<T>(*address).fetch_add(value);
+}
+
+template <typename T>
+T __ldg(const T* address) {
+  return *address;
+}
+
+// Dynamic shared memory of the current block, typed.
+#define MULA_DYNAMIC_SHARED(type, name) \
+  type* name = reinterpret_cast<type*>(::mula::emu::block_shared_memory())
