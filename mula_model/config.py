@@ -2,7 +2,7 @@
 sections 2-4); the paper's choices are options."""
 import dataclasses
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 BACKBONES = ("hourglass", "vgg")
 NEXT_STAGE_INPUTS = ("preliminary", "refined")
@@ -60,6 +60,9 @@ class TrainConfig:
     lr_factors: Tuple[float, ...] = (0.5, 0.25, 0.1, 0.05)
     parsing_weight: float = 0.01         # loss = sum_stages MSE(pose) + w * NLL(parsing)
     seed: int = 0
+    shuffle: bool = True
+    eval_every: int = 1                  # validate every k epochs (and after the last)
+    eval_batch_size: int = 16
     amp: bool = False
     workers: int = 0
     threads: int = 0                     # torch intra-op threads; 0 keeps torch's default
@@ -80,6 +83,19 @@ class TrainConfig:
         return self.lr * factor
 
 
+@dataclass
+class DataConfig:
+    root: Optional[str] = None           # LIP-format folder; None = the built-in synthetic people
+    synthetic_train: int = 2000          # synthetic training images (seed synthetic_seed)
+    synthetic_val: int = 200             # held-out synthetic images (another seed)
+    synthetic_seed: int = 0
+    synthetic_image_size: int = 160      # size of the drawn images before augmentation
+
+    def __post_init__(self):
+        if self.root is None and min(self.synthetic_train, self.synthetic_val) < 1:
+            raise ValueError("DataConfig: expected synthetic_train and synthetic_val >= 1")
+
+
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"ModelConfig: expected {name} to be one of {choices}, got {value!r}")
@@ -93,4 +109,4 @@ def from_dict(cls, values: dict):
     return cls(**values)
 
 
-__all__ = ["ModelConfig", "TrainConfig", "from_dict"]
+__all__ = ["ModelConfig", "TrainConfig", "DataConfig", "from_dict"]
