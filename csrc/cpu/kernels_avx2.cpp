@@ -28,6 +28,12 @@ struct Simd {
   static V broadcast(float x) { return _mm256_set1_ps(x); }
   static V zero() { return _mm256_setzero_ps(); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // Makes the compiler keep a loaded vector in a register: otherwise it
+  // folds the load into every multiply-add that uses it, loading it again.
+  static V in_register(V v) {
+    asm("" : "+x"(v));
+    return v;
+  }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static float sum(V v) {
     const __m128 halves = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

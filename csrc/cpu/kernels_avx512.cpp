@@ -28,6 +28,12 @@ struct Simd {
   static V broadcast(float x) { return _mm512_set1_ps(x); }
   static V zero() { return _mm512_setzero_ps(); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // Makes the compiler keep a loaded vector in a register: otherwise it
+  // folds the load into every multiply-add that uses it, loading it again.
+  static V in_register(V v) {
+    asm("" : "+v"(v));
+    return v;
+  }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   // Halving tree in a fixed order (GCC 12's _mm512_reduce_add_ps trips
   // -Wmaybe-uninitialized inside its own header).

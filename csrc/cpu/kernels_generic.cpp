@@ -22,6 +22,7 @@ struct Simd {
   static V broadcast(float x) { return x; }
   static V zero() { return 0.0f; }
   static V fma(V a, V b, V c) { return a * b + c; }
+  static V in_register(V v) { return v; }
   static V add(V a, V b) { return a + b; }
   static float sum(V v) { return v; }
 };

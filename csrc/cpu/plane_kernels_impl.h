@@ -237,15 +237,46 @@ void load_filters(const T* src, int64_t filters, int64_t taps, bool flipped,
 // ---------------------------------------------------------------------------
 // Register-blocked kernels (float, stride 1, dilation 1, K x K filter).
 
+// Adds input row i of a tile to the output rows r in [r_begin, r_end), which
+// it meets through filter row i - r. Each input vector is loaded once and
+// feeds all those rows.
+template <int K, int R, int CV>
+__attribute__((always_inline)) inline void correlate_input_row(
+    const float* row, const float* w, int i, int r_begin, int r_end,
+    typename Simd::V (&acc)[R][CV]) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes;
+#pragma GCC unroll 8
+  for (int j = 0; j < K; ++j) {
+    V taps[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      taps[r] = (r >= r_begin && r < r_end) ? Simd::broadcast(w[(i - r) * K + j]) : Simd::zero();
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < CV; ++c) {
+      const V x = Simd::in_register(Simd::load(row + j + c * L));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        if (r >= r_begin && r < r_end) acc[r][c] = Simd::fma(taps[r], x, acc[r][c]);
+      }
+    }
+  }
+}
+
 // out[r][c] += sum_{i,j} w[i][j] * in[r + i][c + j] for an R-row by
-// CV-vector tile. Each loaded input vector feeds every output row of the
-// tile that it reaches, so a tile loads (R + K - 1) * K * CV vectors for
-// R * K * K * CV fused multiply-adds.
+// CV-vector tile: (R + K - 1) * K * CV vector loads for R * K * K * CV fused
+// multiply-adds. The first and last R - 1 input rows reach only some output
+// rows (unrolled, so the bounds are constants); the rows between reach all
+// R and run as a loop, which keeps the taps out of the registers the
+// accumulators need.
 template <int K, int R, int CV>
 inline void correlate_tile(const float* in, int64_t in_stride, const float* w,
                            float* out, int64_t out_stride) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
+  constexpr int kFirstFull = R - 1;
+  constexpr int kLastFull = K - 1;
   V acc[R][CV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -253,26 +284,18 @@ inline void correlate_tile(const float* in, int64_t in_stride, const float* w,
     for (int c = 0; c < CV; ++c) acc[r][c] = Simd::load(out + r * out_stride + c * L);
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < R + K - 1; ++i) {
-    const float* row = in + i * in_stride;
-#pragma GCC unroll 8
-    for (int j = 0; j < K; ++j) {
-      V taps[R];
+  for (int i = 0; i < kFirstFull && i < R + K - 1; ++i) {
+    correlate_input_row<K, R, CV>(in + i * in_stride, w, i, i - K + 1 > 0 ? i - K + 1 : 0,
+                                  i + 1 < R ? i + 1 : R, acc);
+  }
+#pragma GCC unroll 1
+  for (int i = kFirstFull; i <= kLastFull; ++i) {
+    correlate_input_row<K, R, CV>(in + i * in_stride, w, i, 0, R, acc);
+  }
 #pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const int kh = i - r;
-        taps[r] = (kh >= 0 && kh < K) ? Simd::broadcast(w[kh * K + j]) : Simd::zero();
-      }
-#pragma GCC unroll 8
-      for (int c = 0; c < CV; ++c) {
-        const V x = Simd::load(row + j + c * L);
-#pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) {
-          const int kh = i - r;
-          if (kh >= 0 && kh < K) acc[r][c] = Simd::fma(taps[r], x, acc[r][c]);
-        }
-      }
-    }
+  for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < R + K - 1; ++i) {
+    correlate_input_row<K, R, CV>(in + i * in_stride, w, i, i - K + 1 > 0 ? i - K + 1 : 0,
+                                  i + 1 < R ? i + 1 : R, acc);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -341,7 +364,7 @@ void weight_grad_rows(const float* in, int64_t in_stride, const float* go,
       for (int b = 0; b < KB; ++b) g[b] = Simd::load(go_row - b * go_stride + v * L);
 #pragma GCC unroll 8
       for (int j = 0; j < K; ++j) {
-        const V x = Simd::load(in_row + v * L + j);
+        const V x = Simd::in_register(Simd::load(in_row + v * L + j));
 #pragma GCC unroll 8
         for (int b = 0; b < KB; ++b) acc[b][j] = Simd::fma(g[b], x, acc[b][j]);
       }
