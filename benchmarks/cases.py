@@ -54,7 +54,7 @@ def mula_vgg(batch: int) -> ConvCase:
 
 
 CASES = {
-    "quick": [mula_hourglass(4)],
+    "quick": [mula_hourglass(1), mula_hourglass(4)],
     "full": [mula_hourglass(1), mula_hourglass(4), mula_hourglass(16), mula_vgg(4),
              ConvCase("groups4", 4, 64, 128, 32, 32, 3, padding=1, groups=4),
              ConvCase("stride2", 4, 256, 256, 64, 64, 7, stride=2, padding=3, groups=256),

@@ -8,7 +8,7 @@ from benchmarks.cases import CASES, DIRECTIONS, DTYPES, IMPLEMENTATIONS
 def pytest_addoption(parser):
     group = parser.getgroup("mula benchmarks")
     group.addoption("--suite", choices=("quick", "full"), default="full",
-                    help="quick: MuLA's Hourglass shape at N=4, float32, forward and forward+backward; "
+                    help="quick: MuLA's Hourglass shape at N=1 and 4, float32, forward and forward+backward; "
                          "full: every case, dtype and direction (default)")
     group.addoption("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="auto: the CPU, and CUDA when a GPU is visible (default)")

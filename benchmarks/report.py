@@ -263,7 +263,11 @@ def render_plots(latency: Dict, mem: Dict, out: Path) -> List[str]:
                             if (k[0], k[2], k[3], k[4], k[5]) == (HEADLINE_CASE, direction, dtype, device, impl))
             if points:
                 axes.plot(*zip(*points), marker="o", label=f"{impl} {direction} {dtype} {device}")
-    axes.set(xscale="log", yscale="log", xlabel="batch size N", ylabel="time (s, min)",
+    batches = sorted({k[1] for k in latency["ops"] if k[0] == HEADLINE_CASE})
+    axes.set_xscale("log")
+    axes.set_xticks(batches, [str(b) for b in batches])
+    axes.minorticks_off()
+    axes.set(yscale="log", xlabel="batch size N", ylabel="time (s, min)",
              title="MuLA Hourglass dynamic conv (C 256, 64x64, 7x7): latency vs batch")
     axes.legend(fontsize=6)
     written.append(_save(figure, out / "latency_vs_batch.png"))
@@ -294,25 +298,24 @@ def render_plots(latency: Dict, mem: Dict, out: Path) -> List[str]:
     axes.legend()
     written.append(_save(figure, out / "fraction_of_peak.png"))
 
-    if mem.get("peaks") or mem.get("largest_batch"):
+    for device in sorted({entry["device"] for entry in mem.get("peaks", []) + mem.get("largest_batch", [])}):
         figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
-        ok = [p for p in mem.get("peaks", []) if p["status"] == "ok" and p["device"] == "cpu"
-              and p["dtype"] == "float32"]
+        ok = [p for p in mem.get("peaks", []) if (p["status"], p["device"], p["dtype"]) == ("ok", device, "float32")]
         keys = sorted({(p["case"], p["batch"]) for p in ok})
         width = 0.8 / len(IMPLEMENTATIONS)
         for index, impl in enumerate(IMPLEMENTATIONS):
-            values = [next((p["peak_bytes"] / MIB for p in ok if (p["case"], p["batch"], p["impl"]) == key + (impl,)), 0)
-                      for key in keys]
-            left.bar([i + (index - 1) * width for i in range(len(keys))], values, width, label=impl)
-        left.set(yscale="log", ylabel="MiB", title="Peak extra memory, forward+backward (float32)")
+            peaks = {(p["case"], p["batch"]): p["peak_bytes"] / MIB for p in ok if p["impl"] == impl}
+            left.bar([i + (index - 1) * width for i in range(len(keys))], [peaks.get(key, 0) for key in keys],
+                     width, label=impl)
+        left.set(yscale="log", ylabel="MiB", title=f"Peak extra memory, forward+backward (float32, {device})")
         left.set_xticks(range(len(keys)), [f"{c} N={b}" for c, b in keys], fontsize=7)
         left.legend()
-        entries = [e for e in mem.get("largest_batch", []) if e["device"] == "cpu" and e["largest_batch"] is not None]
+        entries = [e for e in mem.get("largest_batch", []) if e["device"] == device and e["largest_batch"] is not None]
         right.bar([e["impl"] for e in entries], [e["largest_batch"] for e in entries])
         if entries:
             right.set(ylabel="batch", title=f"Largest batch in {entries[0]['budget_bytes'] / MIB:,.0f} MiB "
-                                             "(Hourglass, float32)")
-        written.append(_save(figure, out / "memory.png"))
+                                             f"(Hourglass, float32, {device})")
+        written.append(_save(figure, out / f"memory_{device}.png"))
     plt.close("all")
     return written
 
@@ -323,11 +326,11 @@ def _save(figure, path: Path) -> str:
     return path.name
 
 
-def render(out: Path, command: str) -> Path:
+def render(out: Path) -> Path:
     latency = load_latency(out / "latency.json")
     mem = json.loads((out / "memory.json").read_text()) if (out / "memory.json").exists() else {}
     machine = json.loads((out / "machine.json").read_text())
-    markdown = render_markdown(latency, mem, machine, command)
+    markdown = render_markdown(latency, mem, machine, machine["command"])
     plots = render_plots(latency, mem, out)
     markdown += "\n" + "".join(f"![{name}]({name})\n" for name in plots)
     report = out / "report.md"
@@ -339,7 +342,9 @@ def render(out: Path, command: str) -> Path:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Run the mula benchmarks and write a Markdown report with plots.")
-    parser.add_argument("--quick", action="store_true", help="MuLA's shape at N=4 (and memory at N=16) only")
+    parser.add_argument("--quick", action="store_true",
+                        help="MuLA's Hourglass shape only: latency at N=1 and 4, memory at N=16, "
+                             "the largest batch in 128 MiB")
     parser.add_argument("--out", type=Path, default=Path("benchmark-results"))
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -349,17 +354,22 @@ def main(argv=None) -> None:
     parser.add_argument("--render-only", action="store_true", help="re-render the results saved in --out")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
-    command = "python -m benchmarks.report" + (" --quick" if args.quick else "")
+    command = "python -m benchmarks.report" + (" --quick" if args.quick else "") + \
+        (f" --threads {args.threads}" if args.threads != 2 else "") + \
+        (f" --device {args.device}" if args.device != "auto" else "") + \
+        (f" --budget-mib {args.budget_mib}" if args.budget_mib else "")
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         started = time.perf_counter()
         torch.set_num_threads(args.threads)
-        (args.out / "machine.json").write_text(json.dumps(machine_description(args.threads), indent=1))
+        (args.out / "machine.json").write_text(json.dumps(dict(machine_description(args.threads), command=command),
+                                                          indent=1))
         run_latency(mode, args.out.resolve(), args.threads, args.device)
+        (args.out / "memory.json").unlink(missing_ok=True)  # never render another run's memory figures
         if not args.skip_memory:
             run_memory(mode, args.out, args.threads, args.device, args.budget_mib or MODES[mode]["budget_mib"])
         print(f"benchmarks ran in {time.perf_counter() - started:.0f} s")
-    report = render(args.out, command)
+    report = render(args.out)
     print(report.read_text())
     print(f"written: {report}")
 

@@ -123,12 +123,13 @@ def fake_results(tmp_path):
     largest = [{"impl": impl, "device": "cpu", "budget_bytes": 128 << 20, "largest_batch": n}
                for impl, n in (("mula_ops", 40), ("grouped", 30), ("unfold", 0))]
     (tmp_path / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest}))
-    (tmp_path / "machine.json").write_text(json.dumps(report.machine_description(2)))
+    (tmp_path / "machine.json").write_text(json.dumps(dict(report.machine_description(2),
+                                                           command="python -m benchmarks.report --quick")))
 
 
 def test_report_figures_match_hand_computation(tmp_path):
     fake_results(tmp_path)
-    text = report.render(tmp_path, "python -m benchmarks.report --quick").read_text()
+    text = report.render(tmp_path).read_text()
     # matmul 1e10 FLOP in 0.1 s = 100 GFLOP/s; copy 1e9 B in 0.5 s = 2 GB/s.
     assert "100 GFLOP/s, copy 2.0 GB/s" in text
     row = next(line for line in text.splitlines() if line.startswith("| hourglass N=4 | forward |"))
@@ -139,11 +140,12 @@ def test_report_figures_match_hand_computation(tmp_path):
     assert "| hourglass N=16 | float32 | cpu | 10 MiB | 20 MiB | 9,000 MiB |" in text
     assert "| cpu | 128 MiB | 40 | 30 | 0 |" in text
     assert "unfold N=16: too big" in text
+    assert text.startswith("Measured by `python -m benchmarks.report --quick` on ")
 
 
 def test_report_writes_png_plots(tmp_path):
     pytest.importorskip("matplotlib")
     fake_results(tmp_path)
-    report.render(tmp_path, "python -m benchmarks.report")
-    for name in ("latency_vs_batch.png", "speedup.png", "fraction_of_peak.png", "memory.png"):
+    report.render(tmp_path)
+    for name in ("latency_vs_batch.png", "speedup.png", "fraction_of_peak.png", "memory_cpu.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
