@@ -1,0 +1,99 @@
+"""The CPU kernels' own checks: every instruction-set build (chosen at run
+time, forced here with MULA_CPU_ISA in a child process) against the float64
+reference, and the exact rounding of the half-precision types.
+
+The operator's full matrix (shapes, gradcheck, opcheck, compile, determinism,
+bad input) is in test_dynamic_conv.py and runs on the build this CPU picks."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import mula_ops
+
+_ISA_CHILD = textwrap.dedent(r"""
+    import itertools
+    import torch
+    import mula_ops
+    from mula_ops import reference
+
+    torch.manual_seed(0)
+    # (kernel, stride, dilation, padding, groups): register-blocked paths
+    # (square 1/3/5/7, stride 1) with row and vector tails, and the general
+    # loops (non-square, stride, dilation, grouped, padding beyond k - 1).
+    cases = [(1, 1, 1, 0, "dw"), (3, 1, 1, 1, "dw"), (5, 1, 1, 2, "dw"), (7, 1, 1, 3, "dw"),
+             (7, 1, 1, 0, "dw"), (3, 1, 1, 4, "dw"), (3, 1, 1, 1, 2), ((2, 3), 1, 1, 1, "dw"),
+             (3, 2, 1, 1, "dw"), (3, 1, 2, 2, 2), (5, 2, 2, 3, 1)]
+    tolerance = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
+    for (k, s, d, p, g), size in itertools.product(cases, [(7, 9), (19, 37)]):
+        kh, kw = (k, k) if isinstance(k, int) else k
+        c_in = 4
+        groups = c_in if g == "dw" else g
+        c_out = c_in if g == "dw" else 6
+        x = torch.randn(2, c_in, *size, dtype=torch.float64, requires_grad=True)
+        w = torch.randn(2, c_out, c_in // groups, kh, kw, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(2, c_out, dtype=torch.float64, requires_grad=True)
+        args = (s, p, d, groups)
+        expected = reference.unfold(x, w, b, *args)
+        go = torch.randn_like(expected)
+        wanted = (expected,) + torch.autograd.grad(expected, (x, w, b), go)
+        for dtype in tolerance:
+            xl, wl, bl = (t.detach().to(dtype).requires_grad_() for t in (x, w, b))
+            out = mula_ops.dynamic_conv2d(xl, wl, bl, *args)
+            got = (out,) + torch.autograd.grad(out, (xl, wl, bl), go.to(dtype))
+            for name, value, want in zip(("output", "grad_input", "grad_weight", "grad_bias"),
+                                         got, wanted):
+                error = (value.double() - want).abs().max().item() / max(want.abs().max().item(), 1.0)
+                assert error < tolerance[dtype], (k, s, d, p, g, size, dtype, name, error)
+    print("ok")
+""")
+
+
+def _cpu_supports(isa):
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    return {"avx512": " avx512f" in flags, "avx2": " avx2" in flags and " fma" in flags,
+            "generic": True}[isa]
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])
+def test_each_instruction_set_build_matches_the_reference(isa):
+    if not _cpu_supports(isa):
+        pytest.skip(f"this CPU lacks {isa}")
+    result = subprocess.run([sys.executable, "-c", _ISA_CHILD], capture_output=True, text=True,
+                            env=dict(os.environ, MULA_CPU_ISA=isa), timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-3000:]
+
+
+def test_unknown_instruction_set_is_rejected():
+    code = ("import torch, mula_ops\n"
+            "x = torch.randn(1, 1, 3, 3)\n"
+            "mula_ops.dynamic_conv2d(x, torch.randn(1, 1, 1, 1, 1))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=dict(os.environ, MULA_CPU_ISA="sse9"), timeout=120)
+    assert result.returncode != 0
+    assert "MULA_CPU_ISA=sse9 is not one of avx512, avx2, generic" in result.stderr
+
+
+def _special_values(dtype):
+    info = torch.finfo(dtype)
+    values = torch.tensor([0.0, -0.0, 1.0, -2.5, info.max, -info.max, info.tiny, info.smallest_normal / 3,
+                           info.eps, float("inf"), float("-inf")], dtype=torch.float32)
+    return torch.cat([values, torch.randn(4096) * 100, torch.randn(4096) * info.tiny * 4])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_types_convert_exactly(dtype):
+    # A 1x1 filter of one tap: the kernel computes x * tap in float32 and
+    # rounds once, so the result must equal torch's own rounding bit for bit
+    # (subnormals, infinities and overflow included).
+    x = _special_values(dtype).to(dtype).view(1, 1, 1, -1)
+    for tap in (1.0, 0.5, 1.0 / 3.0, 3.0):
+        w = torch.full((1, 1, 1, 1, 1), tap, dtype=dtype)
+        expected = (x.float() * w.float().item() + 0.0).to(dtype)  # + 0.0: -0 becomes +0
+        got = mula_ops.dynamic_conv2d(x, w)
+        assert torch.equal(got.view(torch.int16), expected.view(torch.int16)), tap
+    nan = torch.full((1, 1, 1, 3), float("nan"), dtype=dtype)
+    assert mula_ops.dynamic_conv2d(nan, torch.ones(1, 1, 1, 1, 1, dtype=dtype)).isnan().all()
