@@ -1,0 +1,176 @@
+"""The CUDA kernels, run on the CPU by the CUDA emulator (csrc/emulator), against
+the same independent oracles and case matrix as the CPU kernels.
+
+The kernel source, the launch code and the torch host code are exactly those of
+the CUDA build; only the launch itself differs (the emulator runs each block's
+threads as real threads with real barriers). The extension is compiled on the
+fly into build/emulated_cuda (about two minutes the first time)."""
+import os
+
+import pytest
+import torch
+from torch.utils import cpp_extension
+
+from conv_cases import CASES, ConvCase, make_inputs, per_sample_conv2d
+from mula_ops import reference
+from mula_ops._arguments import normalize, pad_extra
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSRC = os.path.join(ROOT, "csrc")
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    build_directory = os.path.join(ROOT, "build", "emulated_cuda")
+    os.makedirs(build_directory, exist_ok=True)
+    cpp_extension.load(
+        name="mula_emulated_cuda",
+        sources=[os.path.join(CSRC, "emulator", "emulated_ops.cpp"),
+                 os.path.join(CSRC, "emulator", "emulated_kernels.cpp")],
+        extra_cflags=["-O2", "-DMULA_CUDA_EMULATION", "-Wno-unknown-pragmas"],
+        extra_include_paths=[CSRC],
+        build_directory=build_directory,
+        is_python_module=False,
+        verbose=False,
+    )
+    return torch.ops.mula_emulated
+
+
+class _EmulatedConv2d(torch.autograd.Function):
+    """Autograd over the emulated forward and fused backward ops, as
+    mula_ops/_registrations.py does for the real ones."""
+
+    @staticmethod
+    def forward(ctx, ops, input, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(input, weight)
+        ctx.ops, ctx.hyper_parameters = ops, (stride, padding, dilation, groups)
+        ctx.shared_bias = bias is not None and bias.dim() == 1
+        return ops.dynamic_conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        mask = list(ctx.needs_input_grad[1:4])
+        grad_input, grad_weight, grad_bias = ctx.ops.dynamic_conv2d_backward(
+            grad_output, input, weight, *ctx.hyper_parameters, mask)
+        if mask[2] and ctx.shared_bias:
+            grad_bias = grad_bias.sum(0)
+        return (None, grad_input if mask[0] else None, grad_weight if mask[1] else None,
+                grad_bias if mask[2] else None, None, None, None, None)
+
+
+def conv(ops, input, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """The emulated kernels behind mula_ops.dynamic_conv2d's argument handling."""
+    args = normalize(weight, stride, padding, dilation)
+    return _EmulatedConv2d.apply(ops, pad_extra(input, args), weight, bias, list(args.stride),
+                                 list(args.padding), list(args.dilation), groups)
+
+
+def _leaves(tensors):
+    return [None if t is None else t.detach().clone().requires_grad_(True) for t in tensors]
+
+
+def check_against_oracle(ops, case, dtype=torch.float64, tolerance=1e-12):
+    """Forward and every gradient against PyTorch's conv (one sample at a time)
+    computed in float64 from the same (rounded) inputs."""
+    inputs = make_inputs(case, dtype=dtype)
+    ours, theirs = _leaves(inputs), _leaves([None if t is None else t.double() for t in inputs])
+    out = conv(ops, *ours, **case.kwargs)
+    expected = per_sample_conv2d(*theirs, case.stride, case.padding, case.dilation, case.groups)
+    assert out.shape == expected.shape and out.dtype == dtype and out.is_contiguous()
+    torch.testing.assert_close(out.double(), expected, rtol=tolerance, atol=tolerance)
+    grad_output = torch.rand(expected.shape, generator=torch.Generator().manual_seed(1),
+                             dtype=torch.float64) * 2 - 1
+    out.backward(grad_output.to(dtype))
+    expected.backward(grad_output.to(dtype).double())
+    for name, mine, oracle in zip(("input", "weight", "bias"), ours, theirs):
+        if mine is not None:
+            assert mine.grad.dtype == dtype
+            # Gradients sum over a whole plane: scale the tolerance with its size.
+            scale = max(1.0, case.height * case.width / 64) if name != "input" else 1.0
+            torch.testing.assert_close(mine.grad.double(), oracle.grad, rtol=tolerance * scale,
+                                       atol=tolerance * scale, msg=lambda m: f"grad of {name}: {m}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_matches_oracle_float64(emulated, case):
+    check_against_oracle(emulated, case)
+
+
+# Planes larger than one 32 x 32 tile (edges, several tiles per plane, the
+# two-pass weight gradient), the tile shrunk to fit shared memory, and the
+# register-filter and generic kernels at these sizes.
+TILED_CASES = [
+    ConvCase(1, 2, 2, 41, 37, (7, 7), padding=(3, 3), groups=2, bias="per_sample"),
+    ConvCase(2, 2, 2, 70, 45, (5, 5), stride=(2, 2), padding=(2, 1), groups=2, bias="shared"),
+    ConvCase(1, 4, 2, 35, 40, (2, 4), padding=(1, 2), dilation=(2, 1), groups=2, bias="shared"),
+    ConvCase(1, 3, 2, 34, 33, (3, 3), padding=(1, 1)),
+    ConvCase(1, 1, 1, 90, 90, (5, 5), dilation=(12, 12), bias="shared"),
+]
+
+
+@pytest.mark.parametrize("case", TILED_CASES, ids=lambda c: c.id)
+def test_tiled_planes_match_oracle(emulated, case):
+    check_against_oracle(emulated, case)
+
+
+LOW_PRECISION_CASES = [
+    ConvCase(2, 4, 4, 12, 10, (7, 7), padding=(3, 3), groups=4, bias="per_sample"),
+    ConvCase(1, 4, 6, 9, 11, (3, 5), stride=(2, 1), padding=(1, 2), groups=2, bias="shared"),
+    ConvCase(1, 2, 2, 40, 36, (3, 3), padding=(1, 1), groups=2),
+]
+# float32 accumulates in float32; the half types in float32 and round once.
+TOLERANCES = {torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.float16: 4e-3}
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
+@pytest.mark.parametrize("case", LOW_PRECISION_CASES, ids=lambda c: c.id)
+def test_lower_precision_against_float64(emulated, case, dtype):
+    check_against_oracle(emulated, case, dtype, TOLERANCES[dtype])
+
+
+GRADCHECK_CASES = [  # (case, fast_mode): each emulated call costs thread start-up, keep them small
+    (ConvCase(1, 1, 1, 4, 4, (3, 3), padding=(1, 1), bias="per_sample"), False),
+    (ConvCase(1, 2, 4, 5, 6, (2, 3), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2,
+              bias="shared"), True),
+]
+
+
+@pytest.mark.parametrize("case,fast_mode", GRADCHECK_CASES, ids=lambda c: getattr(c, "id", str(c)))
+def test_gradcheck_float64(emulated, case, fast_mode):
+    x, w, b = make_inputs(case, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: conv(emulated, *t, **case.kwargs), (x, w, b),
+                                    fast_mode=fast_mode)
+
+
+def test_only_requested_gradients_are_computed(emulated):
+    case = LOW_PRECISION_CASES[1]
+    x, w, _ = make_inputs(case)
+    args = (case.stride, case.padding, case.dilation, case.groups)
+    grad_output = torch.randn_like(emulated.dynamic_conv2d(x, w, None, *args))
+    gi, gw, gb = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [False, True, False])
+    assert gi.shape == (0,) and gb.shape == (0,) and gw.shape == w.shape
+    _, all_weight, all_bias = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True])
+    assert torch.equal(gw, all_weight)
+    torch.testing.assert_close(all_bias, grad_output.sum((2, 3)), rtol=0, atol=0)
+
+
+def test_bitwise_deterministic(emulated):
+    case = TILED_CASES[0]
+    x, w, b = make_inputs(case, dtype=torch.float32)
+    grad_output = torch.randn(1, 2, 41, 37)
+    args = (case.stride, case.padding, case.dilation, case.groups)
+    first = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True])
+    second = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True])
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert torch.equal(emulated.dynamic_conv2d(x, w, b, *args), emulated.dynamic_conv2d(x, w, b, *args))
+
+
+def test_bad_input_gets_the_shared_checks(emulated):
+    x = torch.randn(2, 4, 8, 8)
+    with pytest.raises(RuntimeError, match="expected weight.size\\(0\\) to equal the batch size"):
+        emulated.dynamic_conv2d(x, torch.randn(3, 4, 1, 3, 3), None, [1, 1], [1, 1], [1, 1], 4)
+    with pytest.raises(RuntimeError, match="too large for the kernels' shared-memory tile"):
+        emulated.dynamic_conv2d(torch.randn(1, 1, 400, 400, dtype=torch.float64),
+                                torch.randn(1, 1, 1, 3, 3, dtype=torch.float64), None,
+                                [1, 1], [0, 0], [150, 150], 1)
