@@ -109,7 +109,7 @@ def _background(canvas, rng):
     canvas.image[:] = first + ramp[..., None] * (second - first)
     size = max(height, width)
     for _ in range(rng.integers(4, 12)):
-        kind = rng.integers(3)
+        kind = rng.choice(3, p=[0.45, 0.4, 0.15])  # rectangles, discs, a few bars
         centre = rng.uniform(0, 1, size=2) * (width, height)
         colour = _random_colour(rng, 10, 245)
         if kind == 0:
@@ -131,7 +131,7 @@ def _pose(rng):
     and the limb widths and head size used to draw them."""
     p = {}
     scale = rng.uniform(0.9, 1.1, size=6)
-    torso, neck, head, thigh, shin = 0.30 * scale[0], 0.04, 0.14 * scale[1], 0.24 * scale[2], 0.23 * scale[2]
+    torso, neck, head, thigh, shin = 0.30 * scale[0], 0.04, 0.17 * scale[1], 0.23 * scale[2], 0.22 * scale[2]
     upper_arm, forearm = 0.17 * scale[3], 0.15 * scale[3]
     shoulder_half, hip_half = 0.10 * scale[4], 0.065 * scale[5]
     lean = rng.uniform(-0.25, 0.25)
@@ -155,7 +155,7 @@ def _pose(rng):
         p[f"{side}_knee"] = p[f"{side}_hip"] + thigh * _unit(leg)
         p[f"{side}_ankle"] = p[f"{side}_knee"] + shin * _unit(leg + knee_bend)
     joints = np.stack([p[name] for name in _JOINT_ORDER])
-    widths = {"arm": 0.033 * rng.uniform(0.75, 1.3), "leg": 0.045 * rng.uniform(0.75, 1.3),
+    widths = {"arm": 0.048 * rng.uniform(0.8, 1.25), "leg": 0.062 * rng.uniform(0.8, 1.25),
               "head": head, "tilt": tilt, "hip_half": hip_half, "shoulder_half": shoulder_half}
     return joints, widths
 
@@ -191,10 +191,10 @@ def _draw_person(canvas, joints, widths, size, angle, rng):
     head_centre = (j["upper_neck"] + j["head_top"]) / 2
     head_down = (j["upper_neck"] - j["head_top"]) / max(np.linalg.norm(j["upper_neck"] - j["head_top"]), 1e-6)
     head_angle = math.atan2(-head_down[0], head_down[1])
-    garment = rng.choice(["upper_clothes", "coat", "dress"], p=[0.65, 0.15, 0.2])
+    garment = rng.choice(["upper_clothes", "coat", "dress"], p=[0.55, 0.2, 0.25])
     lower = "dress" if garment == "dress" else rng.choice(["pants", "skirt"], p=[0.8, 0.2])
 
-    if rng.random() < 0.3:  # long hair falls behind the shoulders
+    if rng.random() < 0.4:  # long hair falls behind the shoulders
         canvas.ellipse(head_centre + 0.35 * head_len * head_down, (0.42 * head_len, 0.75 * head_len), head_angle,
                        PART["hair"], hair_colour)
     for side, label in (("r", PART["right_leg"]), ("l", PART["left_leg"])):
@@ -233,12 +233,12 @@ def _draw_person(canvas, joints, widths, size, angle, rng):
         torso_outline[2:] = [coat_end + (np.linalg.norm(hips[1] - hips[0]) / 2 + leg_r * 1.3) * across,
                              coat_end - (np.linalg.norm(hips[1] - hips[0]) / 2 + leg_r * 1.3) * across]
     canvas.polygon(torso_outline, PART[garment], top_colour)
-    if rng.random() < 0.2:
+    if rng.random() < 0.3:
         canvas.capsule(j["thorax"] - 0.5 * arm_r * across - 0.02 * size * body_down,
                        j["thorax"] + 0.5 * arm_r * across - 0.02 * size * body_down,
-                       0.35 * head_len, PART["scarf"], _random_colour(rng))
+                       0.45 * head_len, PART["scarf"], _random_colour(rng))
     sleeve = rng.uniform(0.0, 1.6)  # in upper-arm lengths: sleeveless to long sleeves
-    gloves = rng.random() < 0.1
+    gloves = rng.random() < 0.25
     glove_colour = _random_colour(rng)
     for side, label in (("r", PART["right_arm"]), ("l", PART["left_arm"])):
         shoulder, elbow, wrist = j[f"{side}_shoulder"], j[f"{side}_elbow"], j[f"{side}_wrist"]
@@ -259,18 +259,18 @@ def _draw_person(canvas, joints, widths, size, angle, rng):
     # Head: hair cap behind, face in front, optional hat and sunglasses.
     canvas.ellipse(head_centre - 0.04 * head_len * head_down, (0.40 * head_len, 0.52 * head_len), head_angle,
                    PART["hair"], hair_colour)
-    face_centre = head_centre + 0.1 * head_len * head_down
-    canvas.ellipse(face_centre, (0.33 * head_len, 0.40 * head_len), head_angle, PART["face"], skin)
+    face_centre = head_centre + 0.14 * head_len * head_down
+    canvas.ellipse(face_centre, (0.32 * head_len, 0.37 * head_len), head_angle, PART["face"], skin)
     across_head = np.array([head_down[1], -head_down[0]])
     eyes = face_centre - 0.05 * head_len * head_down
-    if rng.random() < 0.15:
-        canvas.capsule(eyes - 0.22 * head_len * across_head, eyes + 0.22 * head_len * across_head,
-                       0.07 * head_len, PART["sunglasses"], np.full(3, 15.0), shading=0)
+    if rng.random() < 0.3:
+        canvas.capsule(eyes - 0.2 * head_len * across_head, eyes + 0.2 * head_len * across_head,
+                       0.1 * head_len, PART["sunglasses"], np.full(3, 15.0), shading=0)
     else:
         for sign in (-1, 1):
             canvas.ellipse(eyes + sign * 0.13 * head_len * across_head, (0.04 * head_len,) * 2, 0, None,
                            np.full(3, 25.0), shading=0)
-    if rng.random() < 0.2:
+    if rng.random() < 0.35:
         brim = head_centre - 0.2 * head_len * head_down
         canvas.polygon([brim - 0.45 * head_len * across_head, brim + 0.45 * head_len * across_head,
                         j["head_top"] - 0.05 * head_len * head_down + 0.3 * head_len * across_head,
