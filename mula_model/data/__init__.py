@@ -18,3 +18,11 @@ from .synthetic import SyntheticPeople
 from .targets import HEATMAP_STRIDE, default_sigma, gaussian_blur, heatmaps_to_joints, make_heatmaps
 from .transforms import (IMAGE_MEAN, EvalTransform, TrainTransform, image_to_tensor, labels_to_original,
                          points_to_original, tensor_to_image)
+
+__all__ = ["AnnotationError", "atomic_write", "read_annotations", "read_label_png", "read_pose_csv", "read_rgb",
+           "read_val_csv", "save_image", "write_annotations", "write_label_png", "write_pose_csv", "write_val_csv",
+           "SPLITS", "LIPDataset", "write_lip_dataset", "make_loader", "FLIP_HEATMAP_CHANNELS", "FLIP_JOINTS",
+           "FLIP_PARTS", "JOINT", "JOINT_NAMES", "NUM_JOINTS", "NUM_PARTS", "PART", "PART_NAMES", "SKELETON",
+           "PersonRecord", "missing_joints", "normalize_joints", "SyntheticPeople", "HEATMAP_STRIDE",
+           "default_sigma", "gaussian_blur", "heatmaps_to_joints", "make_heatmaps", "IMAGE_MEAN", "EvalTransform",
+           "TrainTransform", "image_to_tensor", "labels_to_original", "points_to_original", "tensor_to_image"]

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from .record import JOINT, NUM_JOINTS, PART, PersonRecord
+from .record import NUM_JOINTS, PART, PersonRecord
 
 _SKIN_TONES = np.array([[255, 224, 196], [241, 194, 160], [224, 172, 105], [198, 134, 66],
                         [141, 85, 36], [92, 57, 33]], dtype=np.float32)
@@ -155,19 +155,17 @@ def _pose(rng):
         p[f"{side}_knee"] = p[f"{side}_hip"] + thigh * _unit(leg)
         p[f"{side}_ankle"] = p[f"{side}_knee"] + shin * _unit(leg + knee_bend)
     joints = np.stack([p[name] for name in _JOINT_ORDER])
-    widths = {"arm": 0.048 * rng.uniform(0.8, 1.25), "leg": 0.062 * rng.uniform(0.8, 1.25),
-              "head": head, "tilt": tilt, "hip_half": hip_half, "shoulder_half": shoulder_half}
+    widths = {"arm": 0.048 * rng.uniform(0.8, 1.25), "leg": 0.062 * rng.uniform(0.8, 1.25), "head": head}
     return joints, widths
 
 
 _JOINT_ORDER = ("r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
                 "upper_neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist")
-assert len(_JOINT_ORDER) == NUM_JOINTS
 
 
 def _place(joints, rng, height, width):
     """Scale, rotate and translate body-frame joints into the image, the whole person inside
-    (like a LIP crop, the person fills most of the picture); returns (joints, pixels per unit, angle)."""
+    (like a LIP crop, the person fills most of the picture); returns (joints, pixels per unit)."""
     angle = rng.uniform(-0.45, 0.45)
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     body = (joints - joints.mean(axis=0)) @ rotation.T
@@ -177,14 +175,13 @@ def _place(joints, rng, height, width):
     size = min(rng.uniform(0.6, 0.9) * height, fits)
     room = [(-low[i] * size, limit - high[i] * size) for i, limit in enumerate((width - 1, height - 1))]
     offset = [rng.uniform(first, max(first, last)) for first, last in room]  # max: rounding when size == fits
-    return body * size + offset, size, angle
+    return body * size + offset, size
 
 
-def _draw_person(canvas, joints, widths, size, angle, rng):
+def _draw_person(canvas, joints, widths, size, rng):
     j = {name: joints[i] for i, name in enumerate(_JOINT_ORDER)}
     arm_r, leg_r = widths["arm"] * size, widths["leg"] * size
     head_len = widths["head"] * size
-    tilt = widths["tilt"] + angle
     skin = _SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.9, 1.1)
     hair_colour = _HAIR_TONES[rng.integers(len(_HAIR_TONES))]
     top_colour, bottom_colour = _random_colour(rng), _random_colour(rng)
@@ -285,8 +282,8 @@ def draw_person(rng, height, width):
     canvas = _Canvas(height, width)
     _background(canvas, rng)
     body, widths = _pose(rng)
-    joints, size, angle = _place(body, rng, height, width)
-    _draw_person(canvas, joints, widths, size, angle, rng)
+    joints, size = _place(body, rng, height, width)
+    _draw_person(canvas, joints, widths, size, rng)
     noise = rng.normal(0, 4, size=canvas.image.shape).astype(np.float32)
     image = np.clip(canvas.image + noise, 0, 255).round().astype(np.uint8)
     rows, columns = np.nonzero(canvas.labels)
