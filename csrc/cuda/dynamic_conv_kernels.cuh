@@ -120,23 +120,27 @@ __device__ __forceinline__ T warp_sum(T value) {
   return value;  // complete in lane 0
 }
 
-// Warp sums of the 32 values v[0..31] in 31 shuffles (a reduce-scatter
-// butterfly) instead of 32 x 5: at each step a lane keeps the half of its
-// values its lane bit selects and adds the partner's copy of that half.
-// Afterwards lane L holds the sum over the warp of v[L].
-template <typename T>
-__device__ __forceinline__ T warp_transpose_sum(T (&v)[32], int lane) {
+// Warp sums of the 32 values v[First .. First + 31] in 31 shuffles (a
+// reduce-scatter butterfly) instead of 32 x 5: at each step a lane keeps the
+// half of its values its lane bit selects and adds the partner's copy of that
+// half. Afterwards lane L holds the sum over the warp of v[First + L]. Every
+// index is a compile-time constant (templates, not loops), so v stays in
+// registers.
+template <int First, int Half, typename T, int N>
+__device__ __forceinline__ T warp_transpose_sum(T (&v)[N], int lane) {
+  const bool upper = (lane & Half) != 0;
 #pragma unroll
-  for (int half = 16; half > 0; half /= 2) {
-    const bool upper = (lane & half) != 0;
-#pragma unroll
-    for (int i = 0; i < half; ++i) {
-      const T send = upper ? v[i] : v[i + half];
-      const T keep = upper ? v[i + half] : v[i];
-      v[i] = keep + __shfl_xor_sync(0xffffffffu, send, half);
-    }
+  for (int i = 0; i < Half; ++i) {
+    // Select values, not addresses: a selected index would move v to local memory.
+    const T low = v[First + i];
+    const T high = v[First + i + Half];
+    v[First + i] = (upper ? high : low) + __shfl_xor_sync(0xffffffffu, upper ? low : high, Half);
   }
-  return v[0];
+  if constexpr (Half > 1) {
+    return warp_transpose_sum<First, Half / 2>(v, lane);
+  } else {
+    return v[First];
+  }
 }
 
 // output[n, co] = bias + sum over the group's input channels of the input
@@ -349,7 +353,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   const bool has_column = tx < t.tile_w;
   const int rows = (t.tile_h - ty + kBlockY - 1) / kBlockY;  // rows of the tile this thread owns
   if constexpr (K > 0) {
-    acc_t sums[K * K + 1] = {};  // taps, then the bias
+    // Taps, then the bias, padded with zeros to whole warps for the reduction.
+    constexpr int kSums = (K * K + 1 + 31) / 32 * 32;
+    acc_t sums[kSums] = {};
     if (has_column) {
       acc_t g[kRowsPerThread];
 #pragma unroll
@@ -370,13 +376,12 @@ __global__ void __launch_bounds__(kThreads, 2)
         }
       }
     }
-#pragma unroll
-    for (int first = 0; first <= K * K; first += 32) {
-      acc_t chunk[32];
-#pragma unroll
-      for (int i = 0; i < 32; ++i) chunk[i] = first + i <= K * K ? sums[first + i] : acc_t(0);
-      const acc_t total = warp_transpose_sum(chunk, lane);
-      if (first + lane <= K * K) warp_sums[warp * (K * K + 1) + first + lane] = total;
+    const acc_t low_total = warp_transpose_sum<0, 16>(sums, lane);
+    if (lane <= K * K) warp_sums[warp * (K * K + 1) + lane] = low_total;
+    if constexpr (kSums > 32) {  // K = 7: 50 sums
+      static_assert(kSums <= 64, "the register kernels reduce at most 64 sums");
+      const acc_t high_total = warp_transpose_sum<32, 16>(sums, lane);
+      if (32 + lane <= K * K) warp_sums[warp * (K * K + 1) + 32 + lane] = high_total;
     }
   } else {
     for (int i = 0; i <= taps; ++i) {  // one tap at a time: the count is not known
