@@ -33,7 +33,7 @@ MODES = {
     "quick": {"memory_cases": [mula_hourglass(16)], "memory_dtypes": ("float32",), "budget_mib": 128,
               "pytest": ["--benchmark-min-rounds=2", "--benchmark-max-time=0.5"]},
     "full": {"memory_cases": CASES["full"], "memory_dtypes": ("float32", "bfloat16"), "budget_mib": 1024,
-             "pytest": ["--benchmark-min-rounds=5", "--benchmark-max-time=2.0"]},
+             "pytest": ["--benchmark-min-rounds=3", "--benchmark-max-time=2.0"]},
 }
 
 
