@@ -109,11 +109,12 @@ def describe_probe(result: Dict) -> str:
 def first_guess(peaks: List[Dict], impl: str, device: str, budget: int) -> int:
     """Where the search starts: the budget over the per-sample memory measured
     at MuLA's shape, so that a linear footprint is bracketed in two probes."""
-    for peak in peaks:
-        if (peak["impl"], peak["case"], peak["device"], peak["dtype"], peak["status"]) == \
-                (impl, HEADLINE_CASE, device, "float32", "ok") and peak["peak_bytes"] > 0:
-            return max(1, int(budget // (peak["peak_bytes"] / peak["batch"])))
-    return 1
+    measured = [peak for peak in peaks if (peak["impl"], peak["case"], peak["device"], peak["dtype"], peak["status"])
+                == (impl, HEADLINE_CASE, device, "float32", "ok") and peak["peak_bytes"] > 0]
+    if not measured:
+        return 1
+    largest = max(measured, key=lambda peak: peak["batch"])  # the fixed overhead weighs least there
+    return max(1, int(budget // (largest["peak_bytes"] / largest["batch"])))
 
 
 # --------------------------------------------------------------------------- loading
@@ -135,7 +136,7 @@ def load_latency(path: Path) -> Dict:
             else:
                 entry["bytes_per_s"] = info["bytes"] / stats["min"]
         elif info.get("kind") == "model":
-            ops[("model", info["batch"], "train step", info["dtype"], info["device"], info["impl"])] = \
+            ops[(info["case"], info["batch"], "training step", info["dtype"], info["device"], info["impl"])] = \
                 dict(info, min=stats["min"], median=stats["median"], rounds=stats["rounds"])
     return {"ops": ops, "machine": machine, "skipped": data.get("skipped", [])}
 
@@ -189,6 +190,7 @@ def render_markdown(latency: Dict, mem: Dict, machine: Dict, command: str) -> st
         lines.append(f"Machine limits on {device} (same run): float32 matrix product "
                      f"{entry.get('flops_per_s', math.nan) / 1e9:,.0f} GFLOP/s, copy "
                      f"{entry.get('bytes_per_s', math.nan) / 1e9:,.1f} GB/s (read + write).")
+    lines += headline(latency, mem)
     lines += ["", "| case | pass | dtype | device | mula_ops | grouped | unfold | speed-up vs grouped "
               "| speed-up vs unfold | mula_ops GFLOP/s | of matmul peak | of roofline |",
               "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -202,7 +204,7 @@ def render_markdown(latency: Dict, mem: Dict, machine: Dict, command: str) -> st
                      + ("—" if flops is None else f"{flops / 1e9:,.0f}")
                      + f" | {_pct(fractions.get('of_matmul'))} | {_pct(fractions.get('of_roofline'))} |")
     if latency["skipped"]:
-        lines += ["", "Skipped: " + "; ".join(latency["skipped"])]
+        lines += ["", "Skipped:"] + [f"- {reason}" for reason in latency["skipped"]]
     if mem.get("peaks"):
         lines += ["", "Peak extra memory of forward+backward (outputs, gradients, saved tensors, scratch; "
                   "inputs not counted), each in a fresh process:", "",
@@ -227,6 +229,28 @@ def render_markdown(latency: Dict, mem: Dict, machine: Dict, command: str) -> st
             lines.append(f"| {device} | {budget / MIB:,.0f} MiB | "
                          + " | ".join(_largest_cell(entries.get(impl)) for impl in IMPLEMENTATIONS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def headline(latency: Dict, mem: Dict) -> List[str]:
+    """MuLA's Hourglass shape at N=4, float32, on the CPU: the figures issue 2 asks for."""
+    lines = []
+    for direction in ("forward", "forward+backward"):
+        row = {impl: latency["ops"].get((HEADLINE_CASE, HEADLINE_BATCH, direction, "float32", "cpu", impl))
+               for impl in IMPLEMENTATIONS}
+        if row["mula_ops"]:
+            of_matmul = roofline(row["mula_ops"], latency["machine"]).get("of_matmul")
+            lines.append(f"- {direction}: mula_ops {_ms(row['mula_ops']['min'])}, "
+                         f"{_speedup(row['grouped'], row['mula_ops'])} faster than grouped, "
+                         f"{_speedup(row['unfold'], row['mula_ops'])} faster than unfold, "
+                         f"{_pct(of_matmul)} of the measured matmul FLOP/s")
+    peaks = {p["impl"]: p for p in mem.get("peaks", []) if (p["case"], p["batch"], p["dtype"], p["device"])
+             == (HEADLINE_CASE, 16, "float32", "cpu")}
+    if peaks:
+        lines.append("- peak extra memory of forward+backward at N=16: "
+                     + ", ".join(f"{impl} {_memory_cell(peaks[impl])}" for impl in IMPLEMENTATIONS if impl in peaks))
+    if lines:
+        lines = ["", f"MuLA's Hourglass shape (N={HEADLINE_BATCH}, C 256, 64x64, 7x7, float32, CPU):"] + lines
+    return lines
 
 
 def _largest_cell(entry: Optional[Dict]) -> str:
@@ -330,7 +354,7 @@ def render(out: Path) -> Path:
     latency = load_latency(out / "latency.json")
     mem = json.loads((out / "memory.json").read_text()) if (out / "memory.json").exists() else {}
     machine = json.loads((out / "machine.json").read_text())
-    markdown = render_markdown(latency, mem, machine, machine["command"])
+    markdown = render_markdown(latency, mem, machine, machine.get("command", "python -m benchmarks.report"))
     plots = render_plots(latency, mem, out)
     markdown += "\n" + "".join(f"![{name}]({name})\n" for name in plots)
     report = out / "report.md"

@@ -138,8 +138,11 @@ def test_report_figures_match_hand_computation(tmp_path):
     assert row.split("|")[5:13] == [" 100.0 ms ", " 300.0 ms ", " 20.0 s ", " 3.0x ", " 200.0x ", " 10 ",
                                     " 10% ", " 50% "]
     assert "| hourglass N=16 | float32 | cpu | 10 MiB | 20 MiB | 9,000 MiB |" in text
+    assert ("- forward: mula_ops 100.0 ms, 3.0x faster than grouped, 200.0x faster than unfold, "
+            "10% of the measured matmul FLOP/s") in text
+    assert "- peak extra memory of forward+backward at N=16: mula_ops 10 MiB, grouped 20 MiB, unfold 9,000 MiB" in text
     assert "| cpu | 128 MiB | 40 | 30 | 0 |" in text
-    assert "unfold N=16: too big" in text
+    assert "- unfold N=16: too big" in text
     assert text.startswith("Measured by `python -m benchmarks.report --quick` on ")
 
 
