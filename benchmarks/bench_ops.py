@@ -7,26 +7,17 @@ import pytest
 import torch
 
 from benchmarks.cases import DTYPES, flops, minimal_bytes, unfold_bytes
+from benchmarks.memory import unfold_cannot_fit
 from benchmarks.passes import make_pass
 
 GB = 1e9
 
 
-def available_bytes(device: str) -> int:
-    if torch.device(device).type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    with open("/proc/meminfo") as meminfo:
-        fields = dict(line.split(":", 1) for line in meminfo)
-    return int(fields["MemAvailable"].split()[0]) * 1024
-
-
 def unfold_skip_reason(case, dtype, device, max_gb):
-    """unfold keeps its column buffer for the backward and builds another for
-    grad_input: about twice the buffer at the peak."""
     columns = unfold_bytes(case, dtype)
-    if 2 * columns > 0.8 * available_bytes(device):
-        return (f"unfold skipped at {case.label} {dtype}: needs about {2 * columns / GB:.1f} GB, "
-                f"{available_bytes(device) / GB:.1f} GB available")
+    too_big = unfold_cannot_fit(case, dtype, device)
+    if too_big:
+        return f"unfold skipped at {case.label} {dtype}: {too_big}"
     if columns > max_gb * GB:
         return (f"unfold skipped at {case.label} {dtype}: its {columns / GB:.1f} GB column buffer exceeds "
                 f"--unfold-max-gb={max_gb:g} (it would take too long); its memory is measured by "

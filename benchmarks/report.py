@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 import torch
 
 from . import memory
-from .cases import CASES, IMPLEMENTATIONS, REFERENCES, mula_hourglass
+from .cases import CASES, DTYPES, IMPLEMENTATIONS, REFERENCES, mula_hourglass
 
 MIB = 1 << 20
 HEADLINE_CASE = "hourglass"
@@ -83,7 +83,10 @@ def run_memory(mode: str, out: Path, threads: int, device: str, budget_mib: int)
         for dtype in settings["memory_dtypes"]:
             for case in settings["memory_cases"]:
                 for impl in IMPLEMENTATIONS:
-                    result = memory.measure(impl, case, dtype, dev, threads=threads)
+                    too_big = impl == "unfold" and memory.unfold_cannot_fit(case, DTYPES[dtype], dev)
+                    result = (dict(impl=impl, case=case.name, batch=case.batch, dtype=dtype, device=dev,
+                                   status="skipped", error=too_big) if too_big
+                              else memory.measure(impl, case, dtype, dev, threads=threads))
                     print(f"memory {impl:9s} {case.label:14s} {dtype:9s} {dev}: {describe_probe(result)}",
                           flush=True)
                     peaks.append(result)
