@@ -40,7 +40,7 @@ def load(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: expected a checkpoint file at {path}, found none")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         raise ValueError(f"checkpoint: {path} is not a readable mula_model checkpoint ({error})") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:

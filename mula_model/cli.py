@@ -93,17 +93,16 @@ def command_train(args) -> dict:
 
 
 def command_evaluate(args) -> dict:
-    from .data import EvalTransform, LIPDataset, SyntheticPeople
+    from .data import EvalTransform, LIPDataset
     from .evaluate import evaluate_model, format_summary, parsing_png_writer, write_outputs
-    from .train import VAL_SEED_OFFSET, load_trained
+    from .train import load_trained, synthetic_validation
     device = _device(args.device)
     model, config = load_trained(args.checkpoint, args.implementation, device=device)
-    transform = EvalTransform(config.input_size)
     if args.data is None:
-        dataset = SyntheticPeople(args.synthetic_val, seed=args.synthetic_seed + VAL_SEED_OFFSET,
-                                  image_size=DataConfig.synthetic_image_size, transform=transform)
+        dataset = synthetic_validation(DataConfig(synthetic_val=args.synthetic_val, synthetic_seed=args.synthetic_seed),
+                                       config.input_size)
     else:
-        dataset = LIPDataset(args.data, args.split, transform)
+        dataset = LIPDataset(args.data, args.split, EvalTransform(config.input_size))
     writer = parsing_png_writer(args.out) if args.out else None
     evaluation = evaluate_model(model, dataset, args.batch_size, device, amp=args.amp, on_parsing=writer)
     if args.out:
@@ -128,9 +127,8 @@ def command_predict(args) -> list:
 def command_demo(args) -> dict:
     """Trains the small demo MuLA on synthetic people, evaluates it on held-out
     ones and writes a picture of its predictions."""
-    from .data import EvalTransform, SyntheticPeople
     from .evaluate import evaluate_model, format_summary
-    from .train import LAST, VAL_SEED_OFFSET, load_trained, train
+    from .train import LAST, load_trained, synthetic_validation, train
     from .predict import save_prediction_grid
     started = time.perf_counter()
     out = Path(args.out)
@@ -139,8 +137,7 @@ def command_demo(args) -> dict:
     data_config = DataConfig(**DEMO_DATA)
     train(model_config, train_config, data_config, out, resume=args.resume)
     model, _ = load_trained(out / LAST, args.implementation)
-    val = SyntheticPeople(data_config.synthetic_val, seed=data_config.synthetic_seed + VAL_SEED_OFFSET,
-                          image_size=data_config.synthetic_image_size, transform=EvalTransform(model_config.input_size))
+    val = synthetic_validation(data_config, model_config.input_size)
     summary = evaluate_model(model, val, train_config.eval_batch_size).summary()
     picture = save_prediction_grid(out / "predictions.png", model, val, 6, model_config.input_size)
     print(f"held-out synthetic images: {len(val)}; total time {time.perf_counter() - started:.0f} s")

@@ -89,11 +89,18 @@ class DataConfig:
     synthetic_train: int = 2000          # synthetic training images (seed synthetic_seed)
     synthetic_val: int = 200             # held-out synthetic images (another seed)
     synthetic_seed: int = 0
-    synthetic_image_size: int = 160      # size of the drawn images before augmentation
+    synthetic_image_size: Optional[int] = None  # drawn image size; None = the model's input size
+    scale_range: Tuple[float, float] = (0.8, 1.5)  # training scale augmentation (spec: U(0.8, 1.5))
 
     def __post_init__(self):
+        self.scale_range = tuple(self.scale_range)
         if self.root is None and min(self.synthetic_train, self.synthetic_val) < 1:
             raise ValueError("DataConfig: expected synthetic_train and synthetic_val >= 1")
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"DataConfig: expected 0 < scale_range[0] <= scale_range[1], got {self.scale_range}")
+
+    def synthetic_size(self, input_size: int) -> int:
+        return self.synthetic_image_size or input_size
 
 
 def _check_choice(name, value, choices):

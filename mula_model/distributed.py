@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_functional
 from torch import Tensor, nn
 
 
@@ -42,42 +41,56 @@ def teardown(context: Context) -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of a sum that every process uses is
+    again the sum of the processes' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: Tensor) -> Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return _AllReduceSum.apply(grad)
+
+
 class CrossProcessBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the whole global batch, on
-    any device (torch.nn.SyncBatchNorm runs on GPUs only). The per-channel sums
-    are all-reduced with a differentiable all-reduce, so the backward pass sees
-    the global statistics too."""
+    any device (torch.nn.SyncBatchNorm runs on GPUs only). Two passes, as a
+    single-process batch norm computes them: the global mean, then the global
+    mean of squared deviations from it; both sums are all-reduced
+    differentiably, so the backward pass sees the global statistics too."""
 
     def forward(self, input: Tensor) -> Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(input)
-        channels = input.shape[1]
-        local = input.float()
-        count = input.new_full((1,), input.numel() // channels, dtype=torch.float32)
-        sums = torch.cat([local.sum((0, 2, 3)), (local * local).sum((0, 2, 3)), count])
-        sums = dist_functional.all_reduce(sums)
-        total = sums[-1]
-        mean = sums[:channels] / total
-        var = (sums[channels:2 * channels] / total - mean * mean).clamp_min(0)
+        local = input.to(torch.promote_types(input.dtype, torch.float32))  # half types: float32 statistics
+        count = _AllReduceSum.apply(local.new_tensor([local.numel() // local.shape[1]]))
+        mean = _AllReduceSum.apply(local.sum((0, 2, 3))) / count
+        centred = local - mean.view(1, -1, 1, 1)
+        var = _AllReduceSum.apply(centred.square().sum((0, 2, 3))) / count
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
-            unbiased = var * total / (total - 1).clamp_min(1)
             self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
+            unbiased = var * count / (count - 1).clamp_min(1)
             self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
         scale = self.weight * torch.rsqrt(var + self.eps)
-        shift = self.bias - mean * scale
-        return (local * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)).to(input.dtype)
+        return (centred * scale.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)).to(input.dtype)
 
 
 def synchronise_batch_norm(model: nn.Module, device: torch.device) -> nn.Module:
-    """Replaces every BatchNorm2d by its cross-process version (in place)."""
+    """Replaces every BatchNorm2d by its cross-process version (in place),
+    keeping its parameters and buffers."""
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
             replacement = CrossProcessBatchNorm2d(child.num_features, child.eps, child.momentum,
                                                   child.affine, child.track_running_stats)
-            replacement.load_state_dict(child.state_dict())
+            for key, value in list(child.named_parameters(recurse=False)) + list(child.named_buffers(recurse=False)):
+                setattr(replacement, key, value)  # the same tensors: optimizers keep working
             setattr(model, name, replacement)
         else:
             synchronise_batch_norm(child, device)

@@ -27,8 +27,8 @@ class Evaluation:
 
     def summary(self) -> dict:
         """PCKh@0.5 table and parsing scores, in percent (JSON-serialisable)."""
-        pose = {k: v for k, v in self.pckh.compute().items() if k != "per_joint"}
-        parsing = {k: v for k, v in self.confusion.compute().items() if k not in ("iou", "accuracy")}
+        pose = {k: float(v) for k, v in self.pckh.compute().items() if k != "per_joint"}
+        parsing = {k: float(v) for k, v in self.confusion.compute().items() if k not in ("iou", "accuracy")}
         return {"pckh": pose["Mean"], "miou": parsing["mean_iou"], "pckh_table": pose, "parsing": parsing}
 
 
@@ -53,9 +53,10 @@ def evaluate_model(model, dataset, batch_size: int = 16, device="cpu", amp: bool
     model.eval()
     evaluation = Evaluation()
     input_size = dataset.transform.input_size
+    dtype = next(model.parameters()).dtype
     for batch in make_loader(dataset, batch_size, shuffle=False):
         with autocast(torch.device(device), amp):
-            heatmaps, labels = predict_batch(model, batch["image"].to(device), flip)
+            heatmaps, labels = predict_batch(model, batch["image"].to(device, dtype), flip)
         joints = heatmaps_to_joints(heatmaps, input_size, BLUR_SIGMA_AT_256 * input_size / REFERENCE_INPUT_SIZE)
         labels = labels.to(torch.uint8).cpu().numpy()
         for i, name in enumerate(batch["name"]):

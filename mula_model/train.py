@@ -27,14 +27,18 @@ VAL_SEED_OFFSET = 1_000_003  # held-out synthetic people come from another seed
 
 def build_datasets(data: DataConfig, input_size: int, seed: int):
     """(train, val) data sets with the training augmentation and the evaluation transform."""
-    train_transform, eval_transform = TrainTransform(input_size=input_size, seed=seed), EvalTransform(input_size)
+    train_transform = TrainTransform(input_size=input_size, scale_range=data.scale_range, seed=seed)
     if data.root is not None:
-        return (LIPDataset(data.root, "train", train_transform), LIPDataset(data.root, "val", eval_transform))
-    train = SyntheticPeople(data.synthetic_train, seed=data.synthetic_seed, image_size=data.synthetic_image_size,
-                            transform=train_transform)
-    val = SyntheticPeople(data.synthetic_val, seed=data.synthetic_seed + VAL_SEED_OFFSET,
-                          image_size=data.synthetic_image_size, transform=eval_transform)
-    return train, val
+        return LIPDataset(data.root, "train", train_transform), LIPDataset(data.root, "val", EvalTransform(input_size))
+    train = SyntheticPeople(data.synthetic_train, seed=data.synthetic_seed,
+                            image_size=data.synthetic_size(input_size), transform=train_transform)
+    return train, synthetic_validation(data, input_size)
+
+
+def synthetic_validation(data: DataConfig, input_size: int) -> SyntheticPeople:
+    """Held-out synthetic people: drawn from another seed than the training ones."""
+    return SyntheticPeople(data.synthetic_val, seed=data.synthetic_seed + VAL_SEED_OFFSET,
+                           image_size=data.synthetic_size(input_size), transform=EvalTransform(input_size))
 
 
 class EpochLog:
@@ -77,6 +81,8 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
     train_set, val_set = build_datasets(data_config, model_config.input_size, train_config.seed)
 
     model = build_model(model_config).to(context.device)
+    if context.distributed:
+        model = distributed.synchronise_batch_norm(model, context.device)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=train_config.lr)
     scaler = torch.amp.GradScaler("cuda", enabled=train_config.amp and context.device.type == "cuda")
     start_epoch, best = 0, {}
@@ -100,7 +106,6 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
 
     trained = model
     if context.distributed:
-        model = distributed.synchronise_batch_norm(model, context.device)
         trained = DistributedDataParallel(model, device_ids=[context.device.index] if context.device.type == "cuda"
                                           else None)
     local_batch = train_config.batch_size // context.world_size
@@ -143,9 +148,10 @@ def run_epoch(model, loader, optimizer, scaler, train_config: TrainConfig, conte
     model.train()
     progress = ProgressBar(len(loader), description, enabled=show_progress)
     loss_sum, steps = 0.0, 0
+    dtype = next(model.parameters()).dtype  # inputs follow the model (float64 in exactness tests)
     for steps, batch in enumerate(loader, start=1):
-        image = batch["image"].to(context.device, non_blocking=True)
-        heatmaps = batch["heatmaps"].to(context.device, non_blocking=True)
+        image = batch["image"].to(context.device, dtype, non_blocking=True)
+        heatmaps = batch["heatmaps"].to(context.device, dtype, non_blocking=True)
         parsing = batch["parsing"].to(context.device, non_blocking=True)
         with autocast(context.device, train_config.amp):
             output = model(image)
