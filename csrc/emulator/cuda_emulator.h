@@ -21,8 +21,6 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <stdexcept>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -193,31 +191,31 @@ inline void __syncwarp(unsigned int /*mask*/ = 0xffffffffu) {
   mula::emu::current_warp().barrier.arrive_and_wait();
 }
 
+namespace mula::emu {
+// Every lane publishes its value, then reads the one of lane `source` (its
+// own when `source` is outside the warp). Two warp barriers: all values are
+// published before any is read, and read before the next shuffle reuses the slots.
+template <typename T>
+T shuffle(T value, unsigned int source) {
+  static_assert(sizeof(T) <= sizeof(std::uint64_t), "shuffle of a type wider than 64 bits");
+  auto& warp = current_warp();
+  std::memcpy(&warp.slots[lane_id()], &value, sizeof(T));
+  warp.barrier.arrive_and_wait();
+  T result = value;
+  if (source < kWarpSize) std::memcpy(&result, &warp.slots[source], sizeof(T));
+  warp.barrier.arrive_and_wait();
+  return result;
+}
+}  // namespace mula::emu
+
 template <typename T>
 T __shfl_down_sync(unsigned int /*mask*/, T value, unsigned int delta) {
-  static_assert(sizeof(T) <= sizeof(std::uint64_t), "shuffle of a type wider than 64 bits");
-  auto& warp = mula::emu::current_warp();
-  const unsigned int lane = mula::emu::lane_id();
-  std::memcpy(&warp.slots[lane], &value, sizeof(T));
-  warp.barrier.arrive_and_wait();  // every lane has published its value
-  T result = value;
-  if (lane + delta < mula::emu::kWarpSize) std::memcpy(&result, &warp.slots[lane + delta], sizeof(T));
-  warp.barrier.arrive_and_wait();  // every lane has read before the next shuffle
-  return result;
+  return mula::emu::shuffle(value, mula::emu::lane_id() + delta);
 }
 
 template <typename T>
 T __shfl_xor_sync(unsigned int /*mask*/, T value, unsigned int lane_mask) {
-  static_assert(sizeof(T) <= sizeof(std::uint64_t), "shuffle of a type wider than 64 bits");
-  auto& warp = mula::emu::current_warp();
-  const unsigned int lane = mula::emu::lane_id();
-  std::memcpy(&warp.slots[lane], &value, sizeof(T));
-  warp.barrier.arrive_and_wait();
-  T result = value;
-  const unsigned int source = lane ^ lane_mask;
-  if (source < mula::emu::kWarpSize) std::memcpy(&result, &warp.slots[source], sizeof(T));
-  warp.barrier.arrive_and_wait();
-  return result;
+  return mula::emu::shuffle(value, mula::emu::lane_id() ^ lane_mask);
 }
 
 template <typename T>
