@@ -12,6 +12,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Dict, List, Optional
 import torch
 
 from . import memory
-from .cases import CASES, DTYPES, IMPLEMENTATIONS, REFERENCES, mula_hourglass
+from .cases import CASES, DIRECTIONS, DTYPES, IMPLEMENTATIONS, REFERENCES, mula_hourglass
 
 MIB = 1 << 20
 HEADLINE_CASE = "hourglass"
@@ -55,6 +56,8 @@ def machine_description(threads: int) -> Dict:
     return {"cpu": model, "logical_cpus": torch.multiprocessing.cpu_count(), "torch": torch.__version__,
             "threads": threads, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "commit": commit,
+            # Other processes on the machine distort the timings (threads wait at barriers for a descheduled peer).
+            "load_average_1min": os.getloadavg()[0],
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
 
 
@@ -178,7 +181,9 @@ def _pct(value: Optional[float]) -> str:
 def comparison_rows(latency: Dict):
     """One row per (case, batch, direction, dtype, device) with the three
     implementations side by side."""
-    groups = sorted({key[:5] for key in latency["ops"]}, key=lambda k: (k[0], k[1], k[3], k[4], k[2]))
+    order = {direction: index for index, direction in enumerate(DIRECTIONS)}
+    groups = sorted({key[:5] for key in latency["ops"]},
+                    key=lambda k: (k[0], k[1], k[3], k[4], order.get(k[2], len(order))))
     for group in groups:
         yield group, {impl: latency["ops"].get(group + (impl,)) for impl in IMPLEMENTATIONS}
 
@@ -188,7 +193,8 @@ def render_markdown(latency: Dict, mem: Dict, machine: Dict, command: str) -> st
     lines = [f"Measured by `{command}` on {machine['cpu']} ({machine['logical_cpus']} logical CPUs"
              + (f", {machine['gpu']}" if machine.get("gpu") else "")
              + f"), torch {machine['torch']}, {machine['threads']} threads, commit {machine['commit']}, "
-             f"{machine['date']}. Times are the minimum over the rounds of pytest-benchmark.", ""]
+             f"{machine['date']}, load average {machine.get('load_average_1min', math.nan):.1f} at the start. "
+             "Times are the minimum over the rounds of pytest-benchmark.", ""]
     for device, entry in sorted(limits.items()):
         lines.append(f"Machine limits on {device} (same run): float32 matrix product "
                      f"{entry.get('flops_per_s', math.nan) / 1e9:,.0f} GFLOP/s, copy "
@@ -296,7 +302,8 @@ def render_plots(latency: Dict, mem: Dict, out: Path) -> List[str]:
     axes.minorticks_off()
     axes.set(yscale="log", xlabel="batch size N", ylabel="time (s, min)",
              title="MuLA Hourglass dynamic conv (C 256, 64x64, 7x7): latency vs batch")
-    axes.legend(fontsize=6)
+    if batches:
+        axes.legend(fontsize=6)
     written.append(_save(figure, out / "latency_vs_batch.png"))
 
     # Speed-up of mula_ops over each reference, one bar pair per comparison.
