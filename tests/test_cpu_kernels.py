@@ -28,7 +28,7 @@ _ISA_CHILD = textwrap.dedent(r"""
              (7, 1, 1, 0, "dw"), (3, 1, 1, 4, "dw"), (3, 1, 1, 1, 2), ((2, 3), 1, 1, 1, "dw"),
              (3, 2, 1, 1, "dw"), (3, 1, 2, 2, 2), (5, 2, 2, 3, 1)]
     tolerance = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
-    for (k, s, d, p, g), size in itertools.product(cases, [(7, 9), (19, 37)]):
+    for (k, s, d, p, g), size in itertools.product(cases, [(7, 9), (8, 32), (19, 37)]):
         kh, kw = (k, k) if isinstance(k, int) else k
         c_in = 4
         groups = c_in if g == "dw" else g

@@ -75,16 +75,19 @@ struct Storage;
 template <>
 struct Storage<float> {
   using Acc = float;
+  static constexpr bool kIsAcc = true;
   static float from_acc(float value) { return value; }
 };
 template <>
 struct Storage<double> {
   using Acc = double;
+  static constexpr bool kIsAcc = true;
   static double from_acc(double value) { return value; }
 };
 template <>
 struct Storage<BFloat16Bits> {
   using Acc = float;
+  static constexpr bool kIsAcc = false;
   static BFloat16Bits from_acc(float value) {
     const uint32_t bits = float_bits(value);
     if ((bits & 0x7fffffffu) > 0x7f800000u) return {0x7fc0};  // NaN
@@ -94,6 +97,7 @@ struct Storage<BFloat16Bits> {
 template <>
 struct Storage<HalfBits> {
   using Acc = float;
+  static constexpr bool kIsAcc = false;
   static HalfBits from_acc(float value) {
     const uint32_t bits = float_bits(value);
     const auto sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
@@ -216,6 +220,24 @@ void store_plane(const Acc* buf, int64_t buf_cols, int64_t rows, int64_t cols,
       dst[r * cols + c] = Storage<T>::from_acc(buf[r * buf_cols + c]);
     }
   }
+}
+
+// Where a plane accumulates: in the output itself when it stores the
+// accumulation type and its rows suit the kernel (whole vectors for the fast
+// path, anything for the general loops), otherwise in scratch that is then
+// converted and stored.
+template <typename T>
+bool accumulates_in_place(const PlaneShape& s, int64_t width) {
+  return Storage<T>::kIsAcc &&
+         (fast_kernel_size<AccOf<T>>(s) == 0 || width % Simd::kLanes == 0);
+}
+
+template <typename T, typename Acc>
+Acc* accumulator(T* plane, bool in_place, Acc* scratch) {
+  if constexpr (Storage<T>::kIsAcc) {
+    if (in_place) return plane;
+  }
+  return scratch;
 }
 
 template <typename Acc>
@@ -494,16 +516,16 @@ void weight_grad(const Acc* in, int64_t in_stride, const Acc* go,
 // the staged plane with its k - 1 margin; taps are flipped for the fast path.
 template <typename Acc>
 void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps,
-                const PlaneShape& s, Acc* grad_in) {
+                const PlaneShape& s, Acc* grad_in, int64_t grad_in_stride) {
   if (fast_kernel_size<Acc>(s) != 0) {
     // With the margin, the flipped correlation reads grad_output padded by
     // k - 1 - pad, which starts pad rows and columns into the staged plane.
     const Acc* padded = go_buf + s.pad_h * g.go_cols + s.pad_w;
-    correlate(padded, g.go_cols, taps, s, s.in_height, g.grad_in_cols, grad_in, g.grad_in_cols);
+    correlate(padded, g.go_cols, taps, s, s.in_height, g.grad_in_cols, grad_in, grad_in_stride);
     return;
   }
   input_grad_general(go_buf + g.go_top * g.go_cols + g.go_left, g.go_cols, taps, s,
-                     grad_in, g.grad_in_cols);
+                     grad_in, grad_in_stride);
 }
 
 template <typename Acc>
@@ -542,8 +564,10 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* bias = static_cast<const T*>(a.bias);
   auto* output = static_cast<T*>(a.output);
 
+  const bool in_place = accumulates_in_place<T>(s, s.out_width);
+  const int64_t acc_stride = in_place ? s.out_width : g.out_cols;
   Scratch<Acc> in_buf(g.in_rows * g.in_cols);
-  Scratch<Acc> out_buf(s.out_height * g.out_cols);
+  Scratch<Acc> out_buf(in_place ? 0 : s.out_height * g.out_cols);
   Scratch<Acc> filters(in_per_group * taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.out_channels;
@@ -551,17 +575,18 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
     const int64_t first_ic = (oc / out_per_group) * in_per_group;
     const Acc b = bias == nullptr ? Acc(0)
                                   : to_acc(bias[a.bias_per_sample ? item : oc]);
-    fill(out_buf.get(), s.out_height * g.out_cols, b);
+    T* out_plane = output + item * s.out_height * s.out_width;
+    Acc* acc = accumulator(out_plane, in_place, out_buf.get());
+    fill(acc, s.out_height * acc_stride, b);
     load_filters(weight + item * in_per_group * taps, in_per_group, taps, false, filters.get());
     for (int64_t icg = 0; icg < in_per_group; ++icg) {
       const T* plane = input + (n * s.in_channels + first_ic + icg) * s.in_height * s.in_width;
       stage_plane(plane, s.in_height, s.in_width, s.pad_h, s.pad_w, in_buf.get(), g.in_rows,
                   g.in_cols);
       correlate(in_buf.get(), g.in_cols, filters.get() + icg * taps, s, s.out_height,
-                g.out_cols, out_buf.get(), g.out_cols);
+                g.out_cols, acc, acc_stride);
     }
-    store_plane(out_buf.get(), g.out_cols, s.out_height, s.out_width,
-                output + item * s.out_height * s.out_width);
+    if (!in_place) store_plane(acc, acc_stride, s.out_height, s.out_width, out_plane);
   }
 }
 
@@ -583,7 +608,9 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   Scratch<Acc> go_buf(g.go_rows * g.go_cols);
   Scratch<Acc> in_buf(a.grad_weight != nullptr ? g.in_rows * g.in_cols : 0);
   Scratch<Acc> grad_w(in_per_group * taps);
-  Scratch<Acc> grad_in(want_input ? s.in_height * g.grad_in_cols : 0);
+  const bool in_place = accumulates_in_place<T>(s, s.in_width);
+  const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
+  Scratch<Acc> grad_in_buf(want_input && !in_place ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.out_channels;
@@ -608,11 +635,12 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
                   static_cast<T*>(a.grad_weight) + item * in_per_group * taps);
     }
     if (want_input) {
+      T* grad_in_plane = static_cast<T*>(a.grad_input) + item * in_plane;
+      Acc* grad_in = accumulator(grad_in_plane, in_place, grad_in_buf.get());
       load_filters(weight + item * taps, 1, taps, fast_kernel_size<Acc>(s) != 0, filter.get());
-      fill(grad_in.get(), s.in_height * g.grad_in_cols, Acc(0));
-      input_grad(go_buf.get(), g, filter.get(), s, grad_in.get());
-      store_plane(grad_in.get(), g.grad_in_cols, s.in_height, s.in_width,
-                  static_cast<T*>(a.grad_input) + item * in_plane);
+      fill(grad_in, s.in_height * grad_in_stride, Acc(0));
+      input_grad(go_buf.get(), g, filter.get(), s, grad_in, grad_in_stride);
+      if (!in_place) store_plane(grad_in, grad_in_stride, s.in_height, s.in_width, grad_in_plane);
     }
   }
 }
@@ -629,25 +657,28 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   const auto* weight = static_cast<const T*>(a.weight);
   const bool flipped = fast_kernel_size<Acc>(s) != 0;
 
+  const bool in_place = accumulates_in_place<T>(s, s.in_width);
+  const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
   Scratch<Acc> go_buf(g.go_rows * g.go_cols);
-  Scratch<Acc> grad_in(s.in_height * g.grad_in_cols);
+  Scratch<Acc> grad_in_buf(in_place ? 0 : s.in_height * g.grad_in_cols);
   Scratch<Acc> filter(taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.in_channels;
     const int64_t ic = item % s.in_channels;
     const int64_t first_oc = (ic / in_per_group) * out_per_group;
     const int64_t icg = ic % in_per_group;
-    fill(grad_in.get(), s.in_height * g.grad_in_cols, Acc(0));
+    T* grad_in_plane = static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width;
+    Acc* grad_in = accumulator(grad_in_plane, in_place, grad_in_buf.get());
+    fill(grad_in, s.in_height * grad_in_stride, Acc(0));
     for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
       const int64_t out_item = n * s.out_channels + first_oc + ocg;
       stage_plane(grad_output + out_item * s.out_height * s.out_width, s.out_height,
                   s.out_width, g.go_top, g.go_left, go_buf.get(), g.go_rows, g.go_cols);
       load_filters(weight + (out_item * in_per_group + icg) * taps, 1, taps, flipped,
                    filter.get());
-      input_grad(go_buf.get(), g, filter.get(), s, grad_in.get());
+      input_grad(go_buf.get(), g, filter.get(), s, grad_in, grad_in_stride);
     }
-    store_plane(grad_in.get(), g.grad_in_cols, s.in_height, s.in_width,
-                static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width);
+    if (!in_place) store_plane(grad_in, grad_in_stride, s.in_height, s.in_width, grad_in_plane);
   }
 }
 
