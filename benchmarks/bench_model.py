@@ -16,7 +16,7 @@ BATCH = 2
 ROUNDS = 2
 
 
-def test_mula_training_step(benchmark, request, device, impl):
+def test_mula_training_step(benchmark, record_best_time, request, device, impl):
     try:
         from mula_model import ModelConfig, build_model
         from mula_model.losses import mula_loss
@@ -48,3 +48,4 @@ def test_mula_training_step(benchmark, request, device, impl):
                                 batch=BATCH, dtype="float32", device=device, threads=torch.get_num_threads())
     # Whole training steps take seconds to minutes on a CPU: a fixed, small number of rounds.
     benchmark.pedantic(step, rounds=ROUNDS, iterations=1)
+    record_best_time(benchmark, impl)

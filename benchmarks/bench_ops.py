@@ -25,7 +25,7 @@ def unfold_skip_reason(case, dtype, device, max_gb):
     return None
 
 
-def test_dynamic_conv2d(benchmark, request, case, direction, dtype, device, impl):
+def test_dynamic_conv2d(benchmark, record_best_time, request, case, direction, dtype, device, impl):
     torch_dtype = DTYPES[dtype]
     if impl == "unfold":
         reason = unfold_skip_reason(case, torch_dtype, device, request.config.getoption("--unfold-max-gb"))
@@ -44,3 +44,4 @@ def test_dynamic_conv2d(benchmark, request, case, direction, dtype, device, impl
         device=device, threads=torch.get_num_threads(), flops=flops(case, direction),
         bytes=minimal_bytes(case, torch_dtype, direction))
     benchmark(run)
+    record_best_time(benchmark, impl)

@@ -1,8 +1,9 @@
 """Options shared by the benchmark suites: which suite (quick or full), which
 devices, how many CPU threads."""
+import pytest
 import torch
 
-from benchmarks.cases import CASES, DIRECTIONS, DTYPES, IMPLEMENTATIONS
+from benchmarks.cases import CASES, DIRECTIONS, DTYPES, IMPLEMENTATIONS, REFERENCES
 
 
 def pytest_addoption(parser):
@@ -33,6 +34,7 @@ def pytest_configure(config):
 
 
 _SKIPPED = []
+_BEST_TIMES = {}  # benchmark group -> {implementation: min seconds}
 
 SUITES = {
     "quick": {"directions": ("forward", "forward+backward"), "dtypes": ("float32",)},
@@ -61,3 +63,25 @@ def pytest_runtest_logreport(report):
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     output_json["skipped"] = list(_SKIPPED)
+
+
+@pytest.fixture
+def record_best_time(request):
+    """Remembers a finished benchmark's minimum, for the speed-up summary."""
+    def record(benchmark, impl):
+        if benchmark.stats is not None:  # None under --benchmark-disable
+            _BEST_TIMES.setdefault(benchmark.group, {})[impl] = benchmark.stats.stats.min
+    return record
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's tables
+def pytest_terminal_summary(terminalreporter):
+    """Each group with its references as the baseline: pytest-benchmark's own
+    table is relative to the fastest entry instead."""
+    rows = [(group, times) for group, times in _BEST_TIMES.items() if "mula_ops" in times]
+    if not rows:
+        return
+    terminalreporter.section("speed-up of mula_ops over each reference (min times)")
+    for group, times in rows:
+        speedups = [f"{times[ref] / times['mula_ops']:.1f}x over {ref}" for ref in REFERENCES if ref in times]
+        terminalreporter.write_line(f"{group}: " + (", ".join(speedups) or "no reference ran"))
