@@ -121,6 +121,16 @@ def test_synthetic_people_are_deterministic_and_valid():
     assert all((preloaded.record(i).image == a.record(i).image).all() for i in range(3))
 
 
+def test_accessories_setting_controls_the_rare_parts():
+    accessories = [PART[name] for name in ("hat", "sunglasses", "scarf", "glove")]
+    plain = SyntheticPeople(20, seed=6, image_size=64, accessories=0.0)
+    dressed = SyntheticPeople(20, seed=6, image_size=64, accessories=1.0)
+    assert not any(np.isin(plain.record(i).parsing, accessories).any() for i in range(20))
+    assert all(np.isin(dressed.record(i).parsing, accessories).sum() > 10 for i in range(20))
+    with pytest.raises(ValueError, match="accessories must be a probability"):
+        SyntheticPeople(1, accessories=1.5)
+
+
 def test_loader_epoch_does_not_depend_on_workers():
     people = SyntheticPeople(6, seed=2, image_size=64, transform=TrainTransform(input_size=32, seed=5))
     batches = [list(make_loader(people, 3, workers=workers, seed=1, epoch=2)) for workers in (0, 2)]

@@ -178,7 +178,7 @@ def _place(joints, rng, height, width):
     return body * size + offset, size
 
 
-def _draw_person(canvas, joints, widths, size, rng):
+def _draw_person(canvas, joints, widths, size, accessories, rng):
     j = {name: joints[i] for i, name in enumerate(_JOINT_ORDER)}
     arm_r, leg_r = widths["arm"] * size, widths["leg"] * size
     head_len = widths["head"] * size
@@ -230,12 +230,12 @@ def _draw_person(canvas, joints, widths, size, rng):
         torso_outline[2:] = [coat_end + (np.linalg.norm(hips[1] - hips[0]) / 2 + leg_r * 1.3) * across,
                              coat_end - (np.linalg.norm(hips[1] - hips[0]) / 2 + leg_r * 1.3) * across]
     canvas.polygon(torso_outline, PART[garment], top_colour)
-    if rng.random() < 0.3:
+    if rng.random() < accessories:
         canvas.capsule(j["thorax"] - 0.5 * arm_r * across - 0.02 * size * body_down,
                        j["thorax"] + 0.5 * arm_r * across - 0.02 * size * body_down,
                        0.45 * head_len, PART["scarf"], _random_colour(rng))
     sleeve = rng.uniform(0.0, 1.6)  # in upper-arm lengths: sleeveless to long sleeves
-    gloves = rng.random() < 0.25
+    gloves = rng.random() < accessories
     glove_colour = _random_colour(rng)
     for side, label in (("r", PART["right_arm"]), ("l", PART["left_arm"])):
         shoulder, elbow, wrist = j[f"{side}_shoulder"], j[f"{side}_elbow"], j[f"{side}_wrist"]
@@ -260,14 +260,14 @@ def _draw_person(canvas, joints, widths, size, rng):
     canvas.ellipse(face_centre, (0.32 * head_len, 0.37 * head_len), head_angle, PART["face"], skin)
     across_head = np.array([head_down[1], -head_down[0]])
     eyes = face_centre - 0.05 * head_len * head_down
-    if rng.random() < 0.3:
+    if rng.random() < accessories:
         canvas.capsule(eyes - 0.2 * head_len * across_head, eyes + 0.2 * head_len * across_head,
                        0.1 * head_len, PART["sunglasses"], np.full(3, 15.0), shading=0)
     else:
         for sign in (-1, 1):
             canvas.ellipse(eyes + sign * 0.13 * head_len * across_head, (0.04 * head_len,) * 2, 0, None,
                            np.full(3, 25.0), shading=0)
-    if rng.random() < 0.35:
+    if rng.random() < accessories:
         brim = head_centre - 0.2 * head_len * head_down
         canvas.polygon([brim - 0.45 * head_len * across_head, brim + 0.45 * head_len * across_head,
                         j["head_top"] - 0.05 * head_len * head_down + 0.3 * head_len * across_head,
@@ -276,14 +276,15 @@ def _draw_person(canvas, joints, widths, size, rng):
     return j
 
 
-def draw_person(rng, height, width):
+def draw_person(rng, height, width, accessories=0.5):
     """One synthetic (image uint8 (H, W, 3), parsing uint8 (H, W), joints float32 (16, 3),
-    objpos (2,), scale_provided) drawn from rng."""
+    objpos (2,), scale_provided) drawn from rng; accessories: probability of each of hat,
+    sunglasses, scarf and gloves."""
     canvas = _Canvas(height, width)
     _background(canvas, rng)
     body, widths = _pose(rng)
     joints, size = _place(body, rng, height, width)
-    _draw_person(canvas, joints, widths, size, rng)
+    _draw_person(canvas, joints, widths, size, accessories, rng)
     noise = rng.normal(0, 4, size=canvas.image.shape).astype(np.float32)
     image = np.clip(canvas.image + noise, 0, 255).round().astype(np.uint8)
     rows, columns = np.nonzero(canvas.labels)
@@ -304,18 +305,22 @@ class SyntheticPeople(torch.utils.data.Dataset):
     cluttered backgrounds. image_size: int or (H, W). dataset[i] is transform(record, i), or
     the PersonRecord when transform is None; dataset.record(i) always gives the record.
     Records carry objpos (person bounding-box centre) and scale_provided (height / 200) like LIP.
+    accessories is the probability of each of hat, sunglasses, scarf and gloves (0: none of
+    these classes occurs, an easier set).
     With cache=True each record is kept after it is first drawn (about 4 bytes per pixel);
     loader workers hold their own caches, which end with the epoch, so call preload() before
     a multi-worker loader to draw everything once in the main process.
     """
 
-    def __init__(self, count, seed=0, image_size=128, transform=None, cache=True):
+    def __init__(self, count, seed=0, image_size=128, transform=None, cache=True, accessories=0.5):
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a non-negative int, got {count!r}")
         height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if min(height, width) < 32:
             raise ValueError(f"image_size must be at least 32 pixels, got {image_size!r}")
-        self.count, self.seed, self.size = count, seed, (height, width)
+        if not 0 <= accessories <= 1:
+            raise ValueError(f"accessories must be a probability in [0, 1], got {accessories!r}")
+        self.count, self.seed, self.size, self.accessories = count, seed, (height, width), accessories
         self.transform = transform
         self._cache = {} if cache else None
 
@@ -328,7 +333,7 @@ class SyntheticPeople(torch.utils.data.Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         rng = np.random.default_rng([self.seed, index])
-        image, parsing, joints, objpos, scale = draw_person(rng, *self.size)
+        image, parsing, joints, objpos, scale = draw_person(rng, *self.size, self.accessories)
         record = PersonRecord(f"synthetic_{self.seed}_{index:06d}.jpg", image, joints, objpos, scale, parsing)
         if self._cache is not None:
             self._cache[index] = record
