@@ -79,6 +79,10 @@ def check_against_oracle(ops, case, dtype=torch.float64, tolerance=1e-12):
     expected = per_sample_conv2d(*theirs, case.stride, case.padding, case.dilation, case.groups)
     assert out.shape == expected.shape and out.dtype == dtype and out.is_contiguous()
     torch.testing.assert_close(out.double(), expected, rtol=tolerance, atol=tolerance)
+    if dtype == torch.float64:
+        unfolded = reference.unfold(*[None if t is None else t.detach() for t in ours], **case.kwargs)
+        torch.testing.assert_close(out.detach(), unfolded, rtol=tolerance, atol=tolerance,
+                                   msg=lambda m: f"against reference.unfold: {m}")
     grad_output = torch.rand(expected.shape, generator=torch.Generator().manual_seed(1),
                              dtype=torch.float64) * 2 - 1
     out.backward(grad_output.to(dtype))
