@@ -15,7 +15,6 @@
 // MULA_DYNAMIC_SHARED.
 #pragma once
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -218,9 +217,20 @@ T __shfl_xor_sync(unsigned int /*mask*/, T value, unsigned int lane_mask) {
   return mula::emu::shuffle(value, mula::emu::lane_id() ^ lane_mask);
 }
 
+// Atomics serialise on one mutex: slow, but exact, and visible to TSan.
+namespace mula::emu {
+inline std::mutex& atomics_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+}  // namespace mula::emu
+
 template <typename T>
 T atomicAdd(T* address, T value) {
-  return std::atomic_ref<T>(*address).fetch_add(value);
+  const std::lock_guard<std::mutex> lock(mula::emu::atomics_mutex());
+  const T old = *address;
+  *address = old + value;
+  return old;
 }
 
 template <typename T>
