@@ -326,8 +326,7 @@ def render_plots(latency: Dict, mem: Dict, out: Path) -> List[str]:
         values = [roofline(row[impl], latency["machine"]).get("of_roofline", 0) if row[impl] else 0
                   for _, row in rows]
         axes.bar([i + (index - 1) * width for i in range(len(rows))], values, width, label=impl)
-    axes.set(yscale="log", ylabel="fraction of roofline",
-             title="Fraction of the roofline (measured matmul FLOP/s and copy bandwidth)")
+    axes.set(yscale="log", ylabel="fraction of roofline", title="Fraction of the roofline")
     axes.set_xticks(range(len(rows)), labels, fontsize=6)
     axes.legend()
     written.append(_save(figure, out / "fraction_of_peak.png"))
