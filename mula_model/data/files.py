@@ -132,7 +132,7 @@ def read_annotations(path, with_joints=True):
 
 
 def _json_number(value):
-    return None if math.isnan(value) else round(float(value), 3)
+    return round(float(value), 3)
 
 
 def write_annotations(path, records, with_joints=True):
