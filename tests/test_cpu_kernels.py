@@ -81,7 +81,9 @@ def _special_values(dtype):
     info = torch.finfo(dtype)
     values = torch.tensor([0.0, -0.0, 1.0, -2.5, info.max, -info.max, info.tiny, info.smallest_normal / 3,
                            info.eps, float("inf"), float("-inf")], dtype=torch.float32)
-    return torch.cat([values, torch.randn(4096) * 100, torch.randn(4096) * info.tiny * 4])
+    generator = torch.Generator().manual_seed(0)
+    return torch.cat([values, torch.randn(4096, generator=generator) * 100,
+                      torch.randn(4096, generator=generator) * info.tiny * 4])
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
