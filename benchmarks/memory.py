@@ -82,6 +82,7 @@ def _probe(impl: str, case: ConvCase, dtype: str, device: str, direction: str, t
         gc.collect()
         if on_cuda:
             torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()  # the budget caps reserved memory: drop the warm-up's cached blocks
             before = torch.cuda.memory_allocated(device)
             if budget is not None:
                 total = torch.cuda.get_device_properties(device).total_memory
