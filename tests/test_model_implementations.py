@@ -7,7 +7,7 @@ from mula_model import ModelConfig, build_model
 from mula_model.losses import mula_loss
 
 # input 128 -> 32x32 features -> 3x3 dynamic filters (the VGG case's kernel size).
-TINY = dict(stages=2, features=16, hourglass_depth=2, input_size=128)
+TINY = dict(stages=1, features=16, hourglass_depth=2, input_size=128)
 
 
 def outputs_and_gradients(implementation, state, image, heatmaps, parsing):
