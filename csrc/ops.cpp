@@ -1,18 +1,7 @@
 // The operator schemas, defined once. Implementations register themselves per
 // device (cpu/, cuda/); fake kernels and autograd are registered from Python
 // (mula_ops/_registrations.py).
-#include <Python.h>
 #include <torch/library.h>
-
-extern "C" {
-// Importing mula_ops._C loads this library, which runs the registrations.
-// The module itself exposes nothing (the pattern of pytorch/extension-cpp).
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr,
-                                          -1, nullptr};
-  return PyModule_Create(&module_def);
-}
-}
 
 TORCH_LIBRARY(mula_ops, m) {
   // input (N, C_in, H, W), weight (N, C_out, C_in / groups, kH, kW),

@@ -2,6 +2,8 @@
 when it is missing (after NATTEN's libnatten check)."""
 import importlib
 
+import torch  # noqa: F401  (loads libtorch, which mula_ops._C links against)
+
 _BUILD_HINT = (
     "mula_ops: the compiled operator library mula_ops._C could not be loaded ({error}).\n"
     "Build it from the repository root against the torch installed in this environment:\n"
