@@ -48,8 +48,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, fl
 
     logs = [[json.loads(line) for line in (run / training.LOG).read_text().splitlines()] for run in (single, double)]
     for one, two in zip(*logs):
-        assert abs(one["loss"] - two["loss"]) <= 1e-9 * one["loss"]
+        # Summation order differs (two half batches); RMSprop's first steps amplify
+        # that float64 rounding to ~1e-9. A missing synchronisation gives >1e-5.
+        assert abs(one["loss"] - two["loss"]) <= 1e-7 * one["loss"]
     one, two = torch.load(single / training.LAST)["model"], torch.load(double / training.LAST)["model"]
     assert one.keys() == two.keys()
     for name in one:
-        torch.testing.assert_close(two[name], one[name], rtol=1e-7, atol=1e-9, msg=name)
+        torch.testing.assert_close(two[name], one[name], rtol=1e-6, atol=1e-8, msg=name)
