@@ -6,6 +6,9 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <atomic>
+
 #include "../dynamic_conv_params.h"
 #include "plane_kernels.h"
 
@@ -29,13 +32,22 @@ cpu::PlaneShape plane_shape(const ConvParams& p) {
                          p.pad_h, p.pad_w, p.dilation_h, p.dilation_w, p.groups};
 }
 
-// Runs a kernel over `items` planes. A grain of one plane: each plane is at
-// least a few microseconds of work, and every thread gets a contiguous range
-// (its scratch planes are allocated once per range).
+// Runs a kernel over `items` planes. Threads take chunks of planes from a
+// shared counter rather than one fixed share each, so a core slowed by other
+// processes does not hold up the rest; which thread computes a plane never
+// changes its bits. A chunk is at least one plane (a few microseconds of
+// work) and the kernel allocates its scratch planes once per chunk.
 template <typename Args>
 void for_each_plane(void (*kernel)(const Args&, int64_t, int64_t), const Args& args,
                     int64_t items) {
-  at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunk = std::max<int64_t>(1, items / (threads * 8));
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t begin = next.fetch_add(chunk); begin < items; begin = next.fetch_add(chunk)) {
+      kernel(args, begin, std::min(begin + chunk, items));
+    }
+  });
 }
 
 at::Tensor dynamic_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
