@@ -147,16 +147,23 @@ def test_gradcheck_float64(emulated, case, fast_mode):
                                     fast_mode=fast_mode)
 
 
-def test_only_requested_gradients_are_computed(emulated):
-    case = LOW_PRECISION_CASES[1]
+@pytest.mark.parametrize("case", [LOW_PRECISION_CASES[1], TILED_CASES[0]], ids=lambda c: c.id)
+def test_only_requested_gradients_are_computed(emulated, case):
+    """The fused backward with one output requested gives exactly that output
+    of the full backward (general groups and stride; a split 7x7 plane)."""
     x, w, _ = make_inputs(case)
     args = (case.stride, case.padding, case.dilation, case.groups)
     grad_output = torch.randn_like(emulated.dynamic_conv2d(x, w, None, *args))
-    gi, gw, gb = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [False, True, False])
-    assert gi.shape == (0,) and gb.shape == (0,) and gw.shape == w.shape
-    _, all_weight, all_bias = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True])
-    assert torch.equal(gw, all_weight)
-    torch.testing.assert_close(all_bias, grad_output.sum((2, 3)), rtol=1e-12, atol=1e-12)
+    everything = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True])
+    for wanted in range(3):
+        mask = [i == wanted for i in range(3)]
+        alone = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, mask)
+        for i, (mine, full) in enumerate(zip(alone, everything)):
+            if i == wanted:
+                assert torch.equal(mine, full), f"output {i} alone differs from the full backward"
+            else:
+                assert mine.shape == (0,)
+    torch.testing.assert_close(everything[2], grad_output.sum((2, 3)), rtol=1e-12, atol=1e-12)
 
 
 def test_bitwise_deterministic(emulated):

@@ -103,28 +103,28 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
       output_mask[1] ? at::empty(weight.sizes(), options) : at::empty({0}, options);
   at::Tensor grad_bias = output_mask[2] ? at::empty({p.batch, p.out_channels}, options)
                                         : at::empty({0}, options);
-  const at::Tensor grad_output_c = grad_output.contiguous();
-  if (output_mask[0] && grad_input.numel() > 0) {
-    const at::Tensor weight_c = weight.contiguous();
-    check_launch(launch_grad_input(shape, type, grad_output_c.const_data_ptr(),
-                                   weight_c.const_data_ptr(), grad_input.mutable_data_ptr(), stream),
-                 "grad_input");
-  }
+  const bool want_input = output_mask[0] && grad_input.numel() > 0;
   const bool want_weight = output_mask[1] && grad_weight.numel() > 0;
-  const bool want_bias = output_mask[2] && grad_bias.numel() > 0;
+  bool want_bias = output_mask[2] && grad_bias.numel() > 0;
   if (want_bias && p.in_channels_per_group() == 0) {
-    grad_bias = grad_output.sum({2, 3});  // no weight planes to fold the bias sum into
-  } else if (want_weight || want_bias) {
+    grad_bias = grad_output.sum({2, 3});  // no input planes to fold the bias sum into
+    want_bias = false;
+  }
+  if (want_input || want_weight || want_bias) {
+    const at::Tensor grad_output_c = grad_output.contiguous();
     const at::Tensor input_c = input.contiguous();
-    const at::Tensor workspace = at::empty(
-        {static_cast<int64_t>(grad_weight_workspace_bytes(shape, type))}, options.dtype(at::kByte));
-    check_launch(launch_grad_weight(shape, type, grad_output_c.const_data_ptr(),
-                                    input_c.const_data_ptr(),
-                                    want_weight ? grad_weight.mutable_data_ptr() : nullptr,
-                                    want_bias ? grad_bias.mutable_data_ptr() : nullptr,
-                                    workspace.numel() > 0 ? workspace.mutable_data_ptr() : nullptr,
-                                    stream),
-                 "grad_weight");
+    const at::Tensor weight_c = weight.contiguous();
+    const at::Tensor workspace =
+        at::empty({static_cast<int64_t>(backward_workspace_bytes(shape, type))},
+                  options.dtype(at::kByte));
+    check_launch(launch_backward(shape, type, grad_output_c.const_data_ptr(),
+                                 input_c.const_data_ptr(), weight_c.const_data_ptr(),
+                                 want_input ? grad_input.mutable_data_ptr() : nullptr,
+                                 want_weight ? grad_weight.mutable_data_ptr() : nullptr,
+                                 want_bias ? grad_bias.mutable_data_ptr() : nullptr,
+                                 workspace.numel() > 0 ? workspace.mutable_data_ptr() : nullptr,
+                                 stream),
+                 "backward");
   }
   return {grad_input, grad_weight, grad_bias};
 }

@@ -1,5 +1,5 @@
-// Device code of the dynamic convolution: forward, grad_input, grad_weight
-// (+ grad_bias). No torch includes: compiled by nvcc, or by the host compiler
+// Device code of the dynamic convolution: forward and the fused backward
+// (grad_input, grad_weight, grad_bias). No torch includes: compiled by nvcc, or by the host compiler
 // against the CUDA emulator (csrc/emulator) for tests and sanitizers.
 //
 // Every kernel works on one plane tile per block. A block is 32 x 8 threads;
@@ -120,27 +120,36 @@ __device__ __forceinline__ T warp_sum(T value) {
   return value;  // complete in lane 0
 }
 
-// Warp sums of the 32 values v[First .. First + 31] in 31 shuffles (a
-// reduce-scatter butterfly) instead of 32 x 5: at each step a lane keeps the
-// half of its values its lane bit selects and adds the partner's copy of that
-// half. Afterwards lane L holds the sum over the warp of v[First + L]. Every
-// index is a compile-time constant (templates, not loops), so v stays in
+// Warp sums of the N values v[0 .. N - 1] (N a power of two, at most 32) in
+// N - 1 + log2(32 / N) shuffles instead of 5 N: a reduce-scatter butterfly
+// (at each step a lane keeps the half of its values its lane bit selects and
+// adds the partner's copy of that half), then a butterfly over the groups of
+// N lanes. Afterwards every lane L holds the sum over the warp of v[L % N].
+// Every index is a compile-time constant (templates, not loops), so v stays in
 // registers.
-template <int First, int Half, typename T, int N>
-__device__ __forceinline__ T warp_transpose_sum(T (&v)[N], int lane) {
+template <int Half, typename T, int N>
+__device__ __forceinline__ T warp_scatter_half(T (&v)[N], int lane) {
   const bool upper = (lane & Half) != 0;
 #pragma unroll
   for (int i = 0; i < Half; ++i) {
     // Select values, not addresses: a selected index would move v to local memory.
-    const T low = v[First + i];
-    const T high = v[First + i + Half];
-    v[First + i] = (upper ? high : low) + __shfl_xor_sync(0xffffffffu, upper ? low : high, Half);
+    const T low = v[i];
+    const T high = v[i + Half];
+    v[i] = (upper ? high : low) + __shfl_xor_sync(0xffffffffu, upper ? low : high, Half);
   }
   if constexpr (Half > 1) {
-    return warp_transpose_sum<First, Half / 2>(v, lane);
+    return warp_scatter_half<Half / 2>(v, lane);
   } else {
-    return v[First];
+    return v[0];
   }
+}
+template <typename T, int N>
+__device__ __forceinline__ T warp_scatter_sum(T (&v)[N], int lane) {
+  static_assert(N >= 2 && N <= 32 && (N & (N - 1)) == 0, "N must be a power of two up to 32");
+  T total = warp_scatter_half<N / 2>(v, lane);
+#pragma unroll
+  for (int offset = N; offset < 32; offset *= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
+  return total;
 }
 
 // output[n, co] = bias + sum over the group's input channels of the input
@@ -214,83 +223,6 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
-// grad_input[n, ci] = sum over the group's output channels of grad_output
-// gathered through weight[n, co, ci] (the transposed convolution, written as
-// a gather so that every pixel is produced by exactly one thread). One block
-// per (input plane, tile).
-template <typename scalar_t, int K>
-__global__ void __launch_bounds__(kThreads, 2)
-    grad_input_kernel(ConvShape s, Tiling t, const scalar_t* __restrict__ grad_output,
-                      const scalar_t* __restrict__ weight, scalar_t* __restrict__ grad_input) {
-  using acc_t = typename Numeric<scalar_t>::acc_t;
-  MULA_DYNAMIC_SHARED(acc_t, staged);
-  const int tx = threadIdx.x;
-  const int ty = threadIdx.y;
-  acc_t* filter = staged + t.staged_rows * t.staged_cols;
-  const int kernel_h = K > 0 ? K : s.kernel_h;
-  const int kernel_w = K > 0 ? K : s.kernel_w;
-  const int taps = kernel_h * kernel_w;
-
-  const int tiles = t.tiles_h * t.tiles_w;
-  const std::int64_t plane = blockIdx.x / tiles;  // n * C_in + ci
-  const int tile = blockIdx.x % tiles;
-  const std::int64_t n = plane / s.in_channels;
-  const std::int64_t ci = plane % s.in_channels;
-  const std::int64_t in_per_group = s.in_channels / s.groups;
-  const std::int64_t out_per_group = s.out_channels / s.groups;
-  const std::int64_t first_out = ci / in_per_group * out_per_group;
-  const std::int64_t ci_in_group = ci % in_per_group;
-  const int y0 = tile / t.tiles_w * t.tile_h;
-  const int x0 = tile % t.tiles_w * t.tile_w;
-  // First output row/column any pixel of the tile receives from.
-  const int oy_first = floor_div(y0 + s.pad_h - (kernel_h - 1) * s.dilation_h, s.stride_h);
-  const int ox_first = floor_div(x0 + s.pad_w - (kernel_w - 1) * s.dilation_w, s.stride_w);
-  const int out_plane_size = s.out_height * s.out_width;
-
-  const int rows = (t.tile_h - ty + kBlockY - 1) / kBlockY;  // rows of the tile this thread owns
-  acc_t acc[kRowsPerThread] = {};
-  for (std::int64_t j = 0; j < out_per_group; ++j) {
-    const std::int64_t co = first_out + j;
-    __syncthreads();  // the previous channel's tiles have been read
-    stage_tile(staged, t.staged_rows, t.staged_cols,
-               grad_output + (n * s.out_channels + co) * out_plane_size, s.out_height,
-               s.out_width, oy_first, ox_first);
-    stage_filter(filter, weight + ((n * s.out_channels + co) * in_per_group + ci_in_group) * taps,
-                 taps);
-    MULA_STAGED_BARRIER();
-    if (tx < t.tile_w) {
-#pragma unroll
-      for (int kh = 0; kh < kernel_h; ++kh) {
-        const FilterRow<acc_t, K> f(filter + kh * kernel_w);
-#pragma unroll
-        for (int r = 0; r < kRowsPerThread; ++r) {
-          // row = oy * stride_h; pixels no output row reaches skip the tap.
-          // Exact quotients below the plane land on the staged zero halo.
-          const int row = y0 + ty + r * kBlockY + s.pad_h - kh * s.dilation_h;
-          if (r >= rows || row % s.stride_h != 0) continue;
-          const acc_t* staged_row = staged + (row / s.stride_h - oy_first) * t.staged_cols;
-#pragma unroll
-          for (int kw = 0; kw < kernel_w; ++kw) {
-            const int col = x0 + tx + s.pad_w - kw * s.dilation_w;  // = ox * stride_w
-            if (col % s.stride_w != 0) continue;
-            acc[r] += staged_row[col / s.stride_w - ox_first] * f[kw];
-          }
-        }
-      }
-    }
-  }
-
-  const int x = x0 + tx;
-#pragma unroll
-  for (int r = 0; r < kRowsPerThread; ++r) {
-    const int ly = ty + r * kBlockY;
-    const int y = y0 + ly;
-    if (tx < t.tile_w && ly < t.tile_h && y < s.in_height && x < s.in_width) {
-      grad_input[(plane * s.in_height + y) * s.in_width + x] = Numeric<scalar_t>::store(acc[r]);
-    }
-  }
-}
-
 // Stores the reduced value of tap `tap` of weight plane `plane`
 // ((n * C_out + co) * C_in/groups + ci); tap == taps is the bias.
 template <typename scalar_t, typename acc_t>
@@ -306,19 +238,50 @@ __device__ __forceinline__ void store_weight_grad(const ConvShape& s, std::int64
   }
 }
 
-// grad_weight[n, co, ci, kh, kw] = sum over the output plane of
-// grad_output[n, co] * the input window at (kh, kw); grad_bias[n, co] = sum of
-// grad_output[n, co]. One block per (weight plane, output tile): each thread
-// sums its outputs, then the block reduces with warp shuffles and shared
-// memory in a fixed order. With several tiles per plane the block writes its
-// partial sums to `partial` and weight_grad_finalize_kernel adds them up in
-// tile order (two passes, no atomics: bitwise reproducible).
+// The staged grad_output value that tap (kh, kw) gathers into pixel (y, x):
+// the output (oy, ox) with oy * stride = y + pad - kh * dilation, or 0 when
+// no output reaches the pixel through this tap. Quotients outside the output
+// plane land on the staged zero halo. kUnitStride (stride 1 x 1, known at
+// compile time) drops the integer divisions.
+template <bool kUnitStride, typename acc_t>
+__device__ __forceinline__ acc_t gathered(const ConvShape& s, const Tiling& t,
+                                          const acc_t* staged, int y, int x, int kh, int kw,
+                                          int oy_first, int ox_first) {
+  const int row = y + s.pad_h - kh * s.dilation_h;
+  const int col = x + s.pad_w - kw * s.dilation_w;
+  if constexpr (kUnitStride) {
+    return staged[(row - oy_first) * t.staged_cols + col - ox_first];
+  } else {
+    if (row % s.stride_h != 0 || col % s.stride_w != 0) return acc_t(0);
+    return staged[(row / s.stride_h - oy_first) * t.staged_cols + col / s.stride_w - ox_first];
+  }
+}
+
+// The fused backward. One block per (input plane n * C_in + ci, tile of that
+// plane). For each output channel co of ci's group it stages the grad_output
+// tile with the halo its pixels gather from, and every value a thread gathers
+// for pixel (y, x) through tap (kh, kw) feeds both gradients:
+//   grad_input[n, ci, y, x]          += dy[n, co, oy, ox] * weight[n, co, ci, kh, kw]
+//   grad_weight[n, co, ci, kh, kw]   += dy[n, co, oy, ox] * input[n, ci, y, x]
+// (the transposed convolution as a gather: no scatter). Input tiles partition
+// the plane, so each (output pixel, tap) pair that reads the input is counted
+// by exactly one block; pairs that read padding add nothing to grad_weight.
+// grad_bias[n, co] sums dy over the output plane split into the same
+// tiles_h x tiles_w grid (blocks of the group's first input channel only).
+// The tap sums are reduced in the block with warp shuffles and shared memory
+// in a fixed order, then stored (one tile per plane) or written as partial
+// sums that grad_weight_finalize_kernel adds up in tile order. No atomics:
+// bitwise reproducible. A null grad_input, or null grad_weight and grad_bias,
+// skips that part's stores (and the reduction). K > 0 (filter rows in
+// registers, tap sums in registers) is launched for stride 1 x 1 only; any
+// other shape takes the generic kernel (K = 0).
 template <typename scalar_t, int K>
 __global__ void __launch_bounds__(kThreads, 2)
-    grad_weight_kernel(ConvShape s, Tiling t, const scalar_t* __restrict__ grad_output,
-                       const scalar_t* __restrict__ input,
-                       typename Numeric<scalar_t>::acc_t* __restrict__ partial,
-                       scalar_t* __restrict__ grad_weight, scalar_t* __restrict__ grad_bias) {
+    backward_kernel(ConvShape s, Tiling t, const scalar_t* __restrict__ grad_output,
+                    const scalar_t* __restrict__ input, const scalar_t* __restrict__ weight,
+                    typename Numeric<scalar_t>::acc_t* __restrict__ partial,
+                    scalar_t* __restrict__ grad_input, scalar_t* __restrict__ grad_weight,
+                    scalar_t* __restrict__ grad_bias) {
   using acc_t = typename Numeric<scalar_t>::acc_t;
   MULA_DYNAMIC_SHARED(acc_t, staged);
   const int tx = threadIdx.x;
@@ -326,90 +289,139 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int kernel_h = K > 0 ? K : s.kernel_h;
   const int kernel_w = K > 0 ? K : s.kernel_w;
   const int taps = kernel_h * kernel_w;
-  acc_t* staged_grad = staged + t.staged_rows * t.staged_cols;  // tile_h x tile_w
-  acc_t* warp_sums = staged_grad + t.tile_h * t.tile_w;          // kWarps x (taps + 1)
+  acc_t* filter = staged + t.staged_rows * t.staged_cols;
+  acc_t* warp_sums = filter + taps;  // kWarps x (taps + 1)
 
   const int tiles = t.tiles_h * t.tiles_w;
-  const std::int64_t plane = blockIdx.x / tiles;  // (n * C_out + co) * C_in/groups + ci
+  const std::int64_t plane = blockIdx.x / tiles;  // n * C_in + ci
   const int tile = blockIdx.x % tiles;
+  const int tile_row = tile / t.tiles_w;
+  const int tile_col = tile % t.tiles_w;
+  const std::int64_t n = plane / s.in_channels;
+  const std::int64_t ci = plane % s.in_channels;
   const std::int64_t in_per_group = s.in_channels / s.groups;
-  const std::int64_t out_plane = plane / in_per_group;  // n * C_out + co
-  const std::int64_t n = out_plane / s.out_channels;
-  const std::int64_t co = out_plane % s.out_channels;
-  const std::int64_t ci = co / (s.out_channels / s.groups) * in_per_group + plane % in_per_group;
-  const int oy0 = tile / t.tiles_w * t.tile_h;
-  const int ox0 = tile % t.tiles_w * t.tile_w;
-
-  stage_tile(staged, t.staged_rows, t.staged_cols,
-             input + (n * s.in_channels + ci) * s.in_height * s.in_width, s.in_height, s.in_width,
-             oy0 * s.stride_h - s.pad_h, ox0 * s.stride_w - s.pad_w);
-  stage_tile(staged_grad, t.tile_h, t.tile_w,
-             grad_output + out_plane * s.out_height * s.out_width, s.out_height, s.out_width, oy0,
-             ox0);
-  MULA_STAGED_BARRIER();
+  const std::int64_t out_per_group = s.out_channels / s.groups;
+  const std::int64_t first_out = ci / in_per_group * out_per_group;
+  const std::int64_t ci_in_group = ci % in_per_group;
+  const int y0 = tile_row * t.tile_h;
+  const int x0 = tile_col * t.tile_w;
+  // First output row/column any pixel of the tile gathers from.
+  const int oy_first = floor_div(y0 + s.pad_h - (kernel_h - 1) * s.dilation_h, s.stride_h);
+  const int ox_first = floor_div(x0 + s.pad_w - (kernel_w - 1) * s.dilation_w, s.stride_w);
+  const int out_plane_size = s.out_height * s.out_width;
+  const bool want_sums = grad_weight != nullptr || grad_bias != nullptr;
+  // This block's share of the output plane for the bias sum.
+  const int bias_rows = (s.out_height + t.tiles_h - 1) / t.tiles_h;
+  const int bias_cols = (s.out_width + t.tiles_w - 1) / t.tiles_w;
+  const int by0 = tile_row * bias_rows;
+  const int bx0 = tile_col * bias_cols;
+  const int by_end = by0 + bias_rows < s.out_height ? by0 + bias_rows : s.out_height;
+  const int by1 = grad_bias != nullptr && ci_in_group == 0 ? by_end : 0;  // empty otherwise
+  const int bx1 = bx0 + bias_cols < s.out_width ? bx0 + bias_cols : s.out_width;
 
   const int lane = (ty * kBlockX + tx) % 32;
   const int warp = (ty * kBlockX + tx) / 32;
   const bool has_column = tx < t.tile_w;
   const int rows = (t.tile_h - ty + kBlockY - 1) / kBlockY;  // rows of the tile this thread owns
-  if constexpr (K > 0) {
-    // Taps, then the bias, padded with zeros to whole warps for the reduction.
-    constexpr int kSums = (K * K + 1 + 31) / 32 * 32;
-    acc_t sums[kSums] = {};
-    if (has_column) {
-      acc_t g[kRowsPerThread];
+  const int x = x0 + tx;
+  // The thread's own input pixels (zero outside the plane): the weight-sum operands.
+  acc_t pixel[kRowsPerThread];
 #pragma unroll
-      for (int r = 0; r < kRowsPerThread; ++r) {
-        g[r] = r < rows ? staged_grad[(ty + r * kBlockY) * t.tile_w + tx] : acc_t(0);
-        sums[K * K] += g[r];
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    const int y = y0 + ty + r * kBlockY;
+    pixel[r] = want_sums && has_column && r < rows && y < s.in_height && x < s.in_width
+                   ? Numeric<scalar_t>::load(input[(plane * s.in_height + y) * s.in_width + x])
+                   : acc_t(0);
+  }
+
+  acc_t acc[kRowsPerThread] = {};
+  for (std::int64_t j = 0; j < out_per_group; ++j) {
+    const std::int64_t out_plane = n * s.out_channels + first_out + j;
+    const std::int64_t weight_plane = out_plane * in_per_group + ci_in_group;
+    const scalar_t* grad_plane = grad_output + out_plane * out_plane_size;
+    __syncthreads();  // the previous channel's tiles and sums have been read
+    stage_tile(staged, t.staged_rows, t.staged_cols, grad_plane, s.out_height, s.out_width,
+               oy_first, ox_first);
+    stage_filter(filter, weight + weight_plane * taps, taps);
+    MULA_STAGED_BARRIER();
+
+    acc_t bias_sum = 0;
+    for (int oy = by0 + ty; oy < by1; oy += kBlockY) {
+      for (int ox = bx0 + tx; ox < bx1; ox += kBlockX) {
+        bias_sum += Numeric<scalar_t>::load(grad_plane[oy * s.out_width + ox]);
       }
-#pragma unroll
+    }
+    if constexpr (K > 0) {
+      // One filter row at a time (kh not unrolled keeps few values live):
+      // its K tap sums, padded to a power of two, reduced across the warp.
+      constexpr int kRowSums = K <= 4 ? 4 : 8;
+#pragma unroll 1
       for (int kh = 0; kh < K; ++kh) {
-        const acc_t* tap_row =
-            staged + (ty * s.stride_h + kh * s.dilation_h) * t.staged_cols + tx * s.stride_w;
+        acc_t row_sums[kRowSums] = {};
+        if (has_column) {
+          const FilterRow<acc_t, K> f(filter + kh * K);
 #pragma unroll
-        for (int r = 0; r < kRowsPerThread; ++r) {
-          if (r >= rows) continue;
-          const acc_t* in_row = tap_row + r * kBlockY * s.stride_h * t.staged_cols;
+          for (int r = 0; r < kRowsPerThread; ++r) {
+            if (r >= rows) continue;
+            const int y = y0 + ty + r * kBlockY;
 #pragma unroll
-          for (int kw = 0; kw < K; ++kw) sums[kh * K + kw] += g[r] * in_row[kw * s.dilation_w];
+            for (int kw = 0; kw < K; ++kw) {
+              const acc_t g = gathered<true>(s, t, staged, y, x, kh, kw, oy_first, ox_first);
+              acc[r] += g * f[kw];
+              row_sums[kw] += g * pixel[r];
+            }
+          }
+        }
+        if (want_sums) {
+          const acc_t total = warp_scatter_sum(row_sums, lane);
+          if (lane < K) warp_sums[warp * (taps + 1) + kh * K + lane] = total;
+        }
+      }
+    } else {
+      for (int i = 0; i < taps; ++i) {  // one tap at a time: the count is not known
+        const int kh = i / kernel_w;
+        const int kw = i % kernel_w;
+        acc_t sum = 0;
+        if (has_column) {
+#pragma unroll  // constant indices keep acc and pixel in registers
+          for (int r = 0; r < kRowsPerThread; ++r) {
+            if (r >= rows) continue;
+            const acc_t g = gathered<false>(s, t, staged, y0 + ty + r * kBlockY, x, kh, kw,
+                                            oy_first, ox_first);
+            acc[r] += g * filter[i];
+            sum += g * pixel[r];
+          }
+        }
+        if (want_sums) {
+          const acc_t total = warp_sum(sum);
+          if (lane == 0) warp_sums[warp * (taps + 1) + i] = total;
         }
       }
     }
-    const acc_t low_total = warp_transpose_sum<0, 16>(sums, lane);
-    if (lane <= K * K) warp_sums[warp * (K * K + 1) + lane] = low_total;
-    if constexpr (kSums > 32) {  // K = 7: 50 sums
-      static_assert(kSums <= 64, "the register kernels reduce at most 64 sums");
-      const acc_t high_total = warp_transpose_sum<32, 16>(sums, lane);
-      if (32 + lane <= K * K) warp_sums[warp * (K * K + 1) + 32 + lane] = high_total;
+    if (want_sums) {
+      const acc_t total = warp_sum(bias_sum);
+      if (lane == 0) warp_sums[warp * (taps + 1) + taps] = total;
     }
-  } else {
-    for (int i = 0; i <= taps; ++i) {  // one tap at a time: the count is not known
-      const int kh = i / kernel_w;
-      const int kw = i % kernel_w;
-      acc_t sum = 0;
-      if (has_column) {
-        for (int r = 0; r < rows; ++r) {
-          const int ly = ty + r * kBlockY;
-          const acc_t g = staged_grad[ly * t.tile_w + tx];
-          sum += i == taps ? g
-                           : g * staged[(ly * s.stride_h + kh * s.dilation_h) * t.staged_cols +
-                                        tx * s.stride_w + kw * s.dilation_w];
-        }
+    if (!want_sums) continue;
+    __syncthreads();  // every warp's sums are in shared memory
+    for (int i = ty * kBlockX + tx; i <= taps; i += kThreads) {
+      acc_t total = 0;
+      for (int w = 0; w < kWarps; ++w) total += warp_sums[w * (taps + 1) + i];
+      if (partial != nullptr) {
+        partial[(weight_plane * tiles + tile) * (taps + 1) + i] = total;
+      } else {
+        store_weight_grad(s, weight_plane, i, taps, total, grad_weight, grad_bias);
       }
-      const acc_t total = warp_sum(sum);
-      if (lane == 0) warp_sums[warp * (taps + 1) + i] = total;
     }
   }
-  __syncthreads();  // every warp's sums are in shared memory
 
-  for (int i = ty * kBlockX + tx; i <= taps; i += kThreads) {
-    acc_t total = 0;
-    for (int w = 0; w < kWarps; ++w) total += warp_sums[w * (taps + 1) + i];
-    if (partial != nullptr) {
-      partial[std::int64_t(blockIdx.x) * (taps + 1) + i] = total;
-    } else {
-      store_weight_grad(s, plane, i, taps, total, grad_weight, grad_bias);
+  if (grad_input == nullptr) return;  // after the last barrier
+#pragma unroll
+  for (int r = 0; r < kRowsPerThread; ++r) {
+    const int ly = ty + r * kBlockY;
+    const int y = y0 + ly;
+    if (has_column && ly < t.tile_h && y < s.in_height && x < s.in_width) {
+      grad_input[(plane * s.in_height + y) * s.in_width + x] = Numeric<scalar_t>::store(acc[r]);
     }
   }
 }

@@ -30,21 +30,21 @@ struct ConvShape {
 // single output even at the smallest tile.
 bool fits_shared_memory(const ConvShape& shape, ScalarType type);
 
-// Scratch the weight-gradient launch needs (0 when every plane fits one block).
-std::size_t grad_weight_workspace_bytes(const ConvShape& shape, ScalarType type);
+// Scratch the backward launch needs for the weight-gradient partial sums (0
+// when every input plane fits one block).
+std::size_t backward_workspace_bytes(const ConvShape& shape, ScalarType type);
 
 // bias: nullptr, (C_out,) or, when bias_per_sample, (N, C_out).
 cudaError_t launch_forward(const ConvShape& shape, ScalarType type, const void* input,
                            const void* weight, const void* bias, bool bias_per_sample,
                            void* output, cudaStream_t stream);
 
-cudaError_t launch_grad_input(const ConvShape& shape, ScalarType type, const void* grad_output,
-                              const void* weight, void* grad_input, cudaStream_t stream);
-
-// grad_weight and/or grad_bias (N, C_out) may be nullptr when not wanted;
-// workspace holds grad_weight_workspace_bytes(shape, type) bytes.
-cudaError_t launch_grad_weight(const ConvShape& shape, ScalarType type, const void* grad_output,
-                               const void* input, void* grad_weight, void* grad_bias,
-                               void* workspace, cudaStream_t stream);
+// The fused backward: any of grad_input (like input), grad_weight (like
+// weight) and grad_bias (N, C_out) may be nullptr when not wanted; workspace
+// holds backward_workspace_bytes(shape, type) bytes.
+cudaError_t launch_backward(const ConvShape& shape, ScalarType type, const void* grad_output,
+                            const void* input, const void* weight, void* grad_input,
+                            void* grad_weight, void* grad_bias, void* workspace,
+                            cudaStream_t stream);
 
 }  // namespace mula::cuda

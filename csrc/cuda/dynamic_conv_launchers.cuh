@@ -23,7 +23,7 @@ namespace {
 // The static limit every CUDA GPU grants without opting in per kernel.
 constexpr std::size_t kMaxSharedBytes = 48 * 1024;
 
-enum class Pass { kForward, kGradInput, kGradWeight };
+enum class Pass { kForward, kBackward };
 
 std::size_t accumulator_bytes(ScalarType type) {
   return type == ScalarType::kDouble ? sizeof(double) : sizeof(float);
@@ -36,9 +36,10 @@ Tiling make_tiling(const ConvShape& s, Pass pass, int tile_h, int tile_w) {
   Tiling t{};
   t.tile_h = tile_h;
   t.tile_w = tile_w;
-  if (pass == Pass::kGradInput) {  // tile of the input plane, staging grad_output
-    t.tiles_h = ceil_div(s.in_height, tile_h);
-    t.tiles_w = ceil_div(s.in_width, tile_w);
+  if (pass == Pass::kBackward) {  // tile of the input plane, staging grad_output
+    // At least one tile, so that an empty input plane still sums grad_bias.
+    t.tiles_h = std::max(1, ceil_div(s.in_height, tile_h));
+    t.tiles_w = std::max(1, ceil_div(s.in_width, tile_w));
     t.staged_rows = (tile_h - 1 + (s.kernel_h - 1) * s.dilation_h) / s.stride_h + 2;
     t.staged_cols = (tile_w - 1 + (s.kernel_w - 1) * s.dilation_w) / s.stride_w + 2;
   } else {  // tile of the output plane, staging the input with its halo
@@ -52,21 +53,17 @@ Tiling make_tiling(const ConvShape& s, Pass pass, int tile_h, int tile_w) {
 
 std::size_t shared_bytes(const ConvShape& s, Pass pass, const Tiling& t, ScalarType type) {
   const std::size_t taps = std::size_t(s.kernel_h) * s.kernel_w;
-  std::size_t elements = std::size_t(t.staged_rows) * t.staged_cols;
-  if (pass == Pass::kGradWeight) {
-    elements += std::size_t(t.tile_h) * t.tile_w + kWarps * (taps + 1);
-  } else {
-    elements += taps;  // the filter
-  }
+  std::size_t elements = std::size_t(t.staged_rows) * t.staged_cols + taps;  // + the filter
+  if (pass == Pass::kBackward) elements += kWarps * (taps + 1);              // + warp sums
   return elements * accumulator_bytes(type);
 }
 
 // The largest tile (up to 32 x 32) whose staged operands fit in shared
 // memory; tile_h == 0 when even a single output does not fit.
 Tiling choose_tiling(const ConvShape& s, Pass pass, ScalarType type) {
-  const bool over_input = pass == Pass::kGradInput;
-  int tile_h = std::min(kMaxTileH, over_input ? s.in_height : s.out_height);
-  int tile_w = std::min(kMaxTileW, over_input ? s.in_width : s.out_width);
+  const bool over_input = pass == Pass::kBackward;
+  int tile_h = std::min(kMaxTileH, over_input ? std::max(s.in_height, 1) : s.out_height);
+  int tile_w = std::min(kMaxTileW, over_input ? std::max(s.in_width, 1) : s.out_width);
   Tiling t = make_tiling(s, pass, tile_h, tile_w);
   while (shared_bytes(s, pass, t, type) > kMaxSharedBytes) {
     if (tile_h == 1 && tile_w == 1) return Tiling{};
@@ -117,12 +114,20 @@ cudaError_t dispatch_kernel_size(const ConvShape& s, Body&& body) {
   return body(std::integral_constant<int, 0>{});
 }
 
+// The backward's register kernels assume stride 1 x 1 (MuLA's case, gathers
+// without integer divisions); any other stride takes the generic kernel.
+template <typename Body>
+cudaError_t dispatch_backward_kernel_size(const ConvShape& s, Body&& body) {
+  if (s.stride_h == 1 && s.stride_w == 1) return dispatch_kernel_size(s, body);
+  return body(std::integral_constant<int, 0>{});
+}
+
 const dim3 kBlock(kBlockX, kBlockY);
 
 }  // namespace
 
 bool fits_shared_memory(const ConvShape& shape, ScalarType type) {
-  for (Pass pass : {Pass::kForward, Pass::kGradInput, Pass::kGradWeight}) {
+  for (Pass pass : {Pass::kForward, Pass::kBackward}) {
     ConvShape probe = shape;  // the check must not depend on empty planes
     probe.in_height = std::max(probe.in_height, 1);
     probe.in_width = std::max(probe.in_width, 1);
@@ -131,8 +136,8 @@ bool fits_shared_memory(const ConvShape& shape, ScalarType type) {
   return true;
 }
 
-std::size_t grad_weight_workspace_bytes(const ConvShape& shape, ScalarType type) {
-  const Tiling t = choose_tiling(shape, Pass::kGradWeight, type);
+std::size_t backward_workspace_bytes(const ConvShape& shape, ScalarType type) {
+  const Tiling t = choose_tiling(shape, Pass::kBackward, type);
   const std::int64_t tiles = std::int64_t(t.tiles_h) * t.tiles_w;
   if (tiles <= 1) return 0;
   const std::int64_t planes = shape.batch * shape.out_channels * (shape.in_channels / shape.groups);
@@ -162,49 +167,36 @@ cudaError_t launch_forward(const ConvShape& shape, ScalarType type, const void* 
   });
 }
 
-cudaError_t launch_grad_input(const ConvShape& shape, ScalarType type, const void* grad_output,
-                              const void* weight, void* grad_input, cudaStream_t stream) {
-  const Tiling t = choose_tiling(shape, Pass::kGradInput, type);
+cudaError_t launch_backward(const ConvShape& shape, ScalarType type, const void* grad_output,
+                            const void* input, const void* weight, void* grad_input,
+                            void* grad_weight, void* grad_bias, void* workspace,
+                            cudaStream_t stream) {
+  const Tiling t = choose_tiling(shape, Pass::kBackward, type);
   const std::int64_t planes = shape.batch * shape.in_channels;
   if (planes == 0 || t.tile_h == 0 || t.tile_w == 0) return cudaSuccess;
   const unsigned int blocks = grid_blocks(planes, t);
   if (blocks == 0) return cudaErrorInvalidConfiguration;
-  const std::size_t bytes = shared_bytes(shape, Pass::kGradInput, t, type);
-  return dispatch_type(type, [&](auto tag) {
-    using scalar_t = typename decltype(tag)::type;
-    return dispatch_kernel_size(shape, [&](auto size) {
-      auto kernel = &grad_input_kernel<scalar_t, decltype(size)::value>;
-      return MULA_LAUNCH(kernel, dim3(blocks), kBlock, bytes, stream, shape, t,
-                         static_cast<const scalar_t*>(grad_output),
-                         static_cast<const scalar_t*>(weight), static_cast<scalar_t*>(grad_input));
-    });
-  });
-}
-
-cudaError_t launch_grad_weight(const ConvShape& shape, ScalarType type, const void* grad_output,
-                               const void* input, void* grad_weight, void* grad_bias,
-                               void* workspace, cudaStream_t stream) {
-  const Tiling t = choose_tiling(shape, Pass::kGradWeight, type);
-  const std::int64_t planes = shape.batch * shape.out_channels * (shape.in_channels / shape.groups);
-  if (planes == 0 || t.tile_h == 0 || t.tile_w == 0) return cudaSuccess;
-  const unsigned int blocks = grid_blocks(planes, t);
-  if (blocks == 0) return cudaErrorInvalidConfiguration;
   const int tiles = t.tiles_h * t.tiles_w;
-  const std::size_t bytes = shared_bytes(shape, Pass::kGradWeight, t, type);
+  const bool want_sums = grad_weight != nullptr || grad_bias != nullptr;
+  const std::size_t bytes = shared_bytes(shape, Pass::kBackward, t, type);
   return dispatch_type(type, [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     using acc_t = typename Numeric<scalar_t>::acc_t;
-    auto* partial = tiles > 1 ? static_cast<acc_t*>(workspace) : nullptr;
-    cudaError_t status = dispatch_kernel_size(shape, [&](auto size) {
-      auto kernel = &grad_weight_kernel<scalar_t, decltype(size)::value>;
+    auto* partial = want_sums && tiles > 1 ? static_cast<acc_t*>(workspace) : nullptr;
+    cudaError_t status = dispatch_backward_kernel_size(shape, [&](auto size) {
+      auto kernel = &backward_kernel<scalar_t, decltype(size)::value>;
       return MULA_LAUNCH(kernel, dim3(blocks), kBlock, bytes, stream, shape, t,
                          static_cast<const scalar_t*>(grad_output),
-                         static_cast<const scalar_t*>(input), partial,
+                         static_cast<const scalar_t*>(input), static_cast<const scalar_t*>(weight),
+                         partial, static_cast<scalar_t*>(grad_input),
                          static_cast<scalar_t*>(grad_weight), static_cast<scalar_t*>(grad_bias));
     });
     if (status != cudaSuccess || partial == nullptr) return status;
-    const std::int64_t sums = planes * (std::int64_t(shape.kernel_h) * shape.kernel_w + 1);
+    const std::int64_t weight_planes =
+        shape.batch * shape.out_channels * (shape.in_channels / shape.groups);
+    const std::int64_t sums = weight_planes * (std::int64_t(shape.kernel_h) * shape.kernel_w + 1);
     const std::int64_t finalize_blocks = (sums + kThreads - 1) / kThreads;
+    if (finalize_blocks == 0) return status;
     if (finalize_blocks > INT_MAX) return cudaErrorInvalidConfiguration;
     auto finalize = &grad_weight_finalize_kernel<scalar_t>;
     return MULA_LAUNCH(finalize, dim3(static_cast<unsigned int>(finalize_blocks)), kBlock,

@@ -1,4 +1,4 @@
-// Runs the emulated CUDA kernels (forward, grad_input, grad_weight/grad_bias)
+// Runs the emulated CUDA kernels (forward, the fused backward)
 // over shapes that reach every code path (register-filter sizes 3/5/7, the
 // generic kernel, non-square kernels, stride, dilation, padding, groups, bias
 // modes, planes split across tiles with the two-pass weight gradient, tiles
@@ -186,7 +186,7 @@ bool check(const Case& c, const Storage& st) {
   encode(st, grad_output, grad_output_d);
   std::vector<unsigned char> output_d(o.output.size() * st.bytes), grad_input_d(o.grad_input.size() * st.bytes),
       grad_weight_d(o.grad_weight.size() * st.bytes), grad_bias_d(o.grad_bias.size() * st.bytes),
-      workspace(mula::cuda::grad_weight_workspace_bytes(s, st.type));
+      workspace(mula::cuda::backward_workspace_bytes(s, st.type));
 
   bool ok = true;
   auto launched = [&](cudaError_t status, const char* what) {
@@ -197,26 +197,28 @@ bool check(const Case& c, const Storage& st) {
                                       c.bias == Bias::kNone ? nullptr : bias_d.data(),
                                       c.bias == Bias::kPerSample, output_d.data(), nullptr),
            "forward");
-  launched(mula::cuda::launch_grad_input(s, st.type, grad_output_d.data(), weight_d.data(),
-                                         grad_input_d.data(), nullptr),
-           "grad_input");
-  launched(mula::cuda::launch_grad_weight(s, st.type, grad_output_d.data(), input_d.data(),
-                                          grad_weight_d.data(), grad_bias_d.data(), workspace.data(), nullptr),
-           "grad_weight");
+  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
+                                       grad_input_d.data(), grad_weight_d.data(), grad_bias_d.data(),
+                                       workspace.data(), nullptr),
+           "backward");
   ok = ok && compare("output", st, decode(st, output_d), o.output, o.output_abs);
   ok = ok && compare("grad_input", st, decode(st, grad_input_d), o.grad_input, o.grad_input_abs);
   ok = ok && compare("grad_weight", st, decode(st, grad_weight_d), o.grad_weight, o.grad_weight_abs);
   ok = ok && compare("grad_bias", st, decode(st, grad_bias_d), o.grad_bias, o.grad_bias_abs);
 
-  // Each gradient alone (the other pointer null) gives the same values.
-  std::vector<unsigned char> bias_only(grad_bias_d.size()), weight_only(grad_weight_d.size());
-  launched(mula::cuda::launch_grad_weight(s, st.type, grad_output_d.data(), input_d.data(), nullptr,
-                                          bias_only.data(), workspace.data(), nullptr),
-           "grad_bias only");
-  launched(mula::cuda::launch_grad_weight(s, st.type, grad_output_d.data(), input_d.data(),
-                                          weight_only.data(), nullptr, workspace.data(), nullptr),
+  // Each gradient alone (the others' pointers null) gives the same values.
+  std::vector<unsigned char> input_only(grad_input_d.size()), weight_only(grad_weight_d.size()),
+      bias_only(grad_bias_d.size());
+  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
+                                       input_only.data(), nullptr, nullptr, workspace.data(), nullptr),
+           "grad_input only");
+  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
+                                       nullptr, weight_only.data(), nullptr, workspace.data(), nullptr),
            "grad_weight only");
-  ok = ok && bias_only == grad_bias_d && weight_only == grad_weight_d;
+  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
+                                       nullptr, nullptr, bias_only.data(), workspace.data(), nullptr),
+           "grad_bias only");
+  ok = ok && input_only == grad_input_d && weight_only == grad_weight_d && bias_only == grad_bias_d;
   return ok;
 }
 
