@@ -20,6 +20,15 @@ class AnnotationError(ValueError):
     """A data file does not have the expected content; the message names file and entry."""
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write(path, data):
     """Write bytes to path atomically (temporary file in the same folder + os.replace)."""
     path = os.fspath(path)
@@ -29,6 +38,9 @@ def atomic_write(path, data):
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before it replaces the old file
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
