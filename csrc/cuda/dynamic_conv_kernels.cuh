@@ -272,9 +272,9 @@ __device__ __forceinline__ acc_t gathered(const ConvShape& s, const Tiling& t,
 // in a fixed order, then stored (one tile per plane) or written as partial
 // sums that grad_weight_finalize_kernel adds up in tile order. No atomics:
 // bitwise reproducible. A null grad_input, or null grad_weight and grad_bias,
-// skips that part's stores (and the reduction). K > 0 (filter rows in
-// registers, tap sums in registers) is launched for stride 1 x 1 only; any
-// other shape takes the generic kernel (K = 0).
+// skips that part's stores (and the reduction). K > 0 (a filter row and its
+// tap sums in registers) is launched for stride 1 x 1 only; any other shape
+// takes the generic kernel (K = 0).
 template <typename scalar_t, int K>
 __global__ void __launch_bounds__(kThreads, 2)
     backward_kernel(ConvShape s, Tiling t, const scalar_t* __restrict__ grad_output,
