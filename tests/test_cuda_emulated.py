@@ -166,6 +166,20 @@ def test_only_requested_gradients_are_computed(emulated, case):
     torch.testing.assert_close(everything[2], grad_output.sum((2, 3)), rtol=1e-12, atol=1e-12)
 
 
+def test_empty_input_plane_still_sums_grad_bias(emulated):
+    """Padding alone can give a non-empty output from an empty input plane:
+    the backward (tiled over the input) must still sum grad_bias."""
+    x, w = torch.randn(2, 2, 0, 3, dtype=torch.float64), torch.randn(2, 2, 1, 3, 3, dtype=torch.float64)
+    args = ([1, 1], [2, 1], [1, 1], 2)
+    grad_output = torch.randn_like(emulated.dynamic_conv2d(x, w, None, *args))
+    assert grad_output.shape == (2, 2, 2, 3)
+    grad_input, grad_weight, grad_bias = emulated.dynamic_conv2d_backward(
+        grad_output, x, w, *args, [True, True, True])
+    assert grad_input.shape == x.shape
+    assert torch.equal(grad_weight, torch.zeros_like(w))  # every tap reads padding
+    torch.testing.assert_close(grad_bias, grad_output.sum((2, 3)), rtol=1e-12, atol=1e-12)
+
+
 def test_bitwise_deterministic(emulated):
     case = TILED_CASES[0]
     x, w, b = make_inputs(case, dtype=torch.float32)
