@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../cuda/dynamic_conv_host.h"
+#include "../dynamic_conv_schema.h"
 
 namespace {
 
@@ -26,13 +27,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dynamic_conv2d_backward_emulated(
 }  // namespace
 
 TORCH_LIBRARY(mula_emulated, m) {
-  m.def(
-      "dynamic_conv2d(Tensor input, Tensor weight, Tensor? bias, "
-      "int[2] stride, int[2] padding, int[2] dilation, int groups) -> Tensor");
-  m.def(
-      "dynamic_conv2d_backward(Tensor grad_output, Tensor input, "
-      "Tensor weight, int[2] stride, int[2] padding, int[2] dilation, "
-      "int groups, bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  m.def(mula::kForwardSchema);
+  m.def(mula::kBackwardSchema);
   m.impl("dynamic_conv2d", c10::DispatchKey::CPU, &dynamic_conv2d_emulated);
   m.impl("dynamic_conv2d_backward", c10::DispatchKey::CPU, &dynamic_conv2d_backward_emulated);
 }
