@@ -91,6 +91,8 @@ class DataConfig:
     synthetic_seed: int = 0
     synthetic_image_size: Optional[int] = None  # drawn image size; None = the model's input size
     scale_range: Tuple[float, float] = (0.8, 1.5)  # training scale augmentation (spec: U(0.8, 1.5))
+    heatmap_sigma: Optional[float] = None  # input pixels; None = the spec's 7 at 256, scaled with the input
+    synthetic_accessories: float = 0.5   # probability of each of hat, sunglasses, scarf, gloves
 
     def __post_init__(self):
         self.scale_range = tuple(self.scale_range)
@@ -98,6 +100,8 @@ class DataConfig:
             raise ValueError("DataConfig: expected synthetic_train and synthetic_val >= 1")
         if not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"DataConfig: expected 0 < scale_range[0] <= scale_range[1], got {self.scale_range}")
+        if self.heatmap_sigma is not None and self.heatmap_sigma <= 0:
+            raise ValueError(f"DataConfig: expected heatmap_sigma > 0 or None, got {self.heatmap_sigma}")
 
     def synthetic_size(self, input_size: int) -> int:
         return self.synthetic_image_size or input_size

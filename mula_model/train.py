@@ -27,18 +27,21 @@ VAL_SEED_OFFSET = 1_000_003  # held-out synthetic people come from another seed
 
 def build_datasets(data: DataConfig, input_size: int, seed: int):
     """(train, val) data sets with the training augmentation and the evaluation transform."""
-    train_transform = TrainTransform(input_size=input_size, scale_range=data.scale_range, seed=seed)
+    train_transform = TrainTransform(input_size=input_size, sigma=data.heatmap_sigma, scale_range=data.scale_range,
+                                     seed=seed)
     if data.root is not None:
-        return LIPDataset(data.root, "train", train_transform), LIPDataset(data.root, "val", EvalTransform(input_size))
-    train = SyntheticPeople(data.synthetic_train, seed=data.synthetic_seed,
-                            image_size=data.synthetic_size(input_size), transform=train_transform)
+        return LIPDataset(data.root, "train", train_transform), LIPDataset(data.root, "val", EvalTransform(input_size, data.heatmap_sigma))
+    train = SyntheticPeople(data.synthetic_train, seed=data.synthetic_seed, image_size=data.synthetic_size(input_size),
+                            transform=train_transform, accessories=data.synthetic_accessories)
     return train, synthetic_validation(data, input_size)
 
 
 def synthetic_validation(data: DataConfig, input_size: int) -> SyntheticPeople:
     """Held-out synthetic people: drawn from another seed than the training ones."""
     return SyntheticPeople(data.synthetic_val, seed=data.synthetic_seed + VAL_SEED_OFFSET,
-                           image_size=data.synthetic_size(input_size), transform=EvalTransform(input_size))
+                           image_size=data.synthetic_size(input_size),
+                           transform=EvalTransform(input_size, data.heatmap_sigma),
+                           accessories=data.synthetic_accessories)
 
 
 class EpochLog:
