@@ -64,12 +64,16 @@ def want_cuda():
 
 
 def make_extension():
-    cxx_flags = ["-O3", "-fdiagnostics-color=always"]
+    # torch's at::parallel_for is an OpenMP loop compiled into the caller:
+    # without -fopenmp it silently runs on one thread.
+    cxx_flags = ["-O3", "-fdiagnostics-color=always", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     csrc = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     if not want_cuda():
         return cpp_extension.CppExtension(
             "mula_ops._C", csrc, include_dirs=[os.path.join(ROOT, "csrc")],
-            extra_compile_args={"cxx": cxx_flags}, py_limited_api=False)
+            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags,
+            py_limited_api=False)
     os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
     cuda_sources = sources("csrc/cuda/*.cu") + sources("csrc/cuda/*.cpp")
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
@@ -78,7 +82,7 @@ def make_extension():
         include_dirs=[os.path.join(ROOT, "csrc")] + nvidia_wheel_include_dirs(),
         library_dirs=cuda_library_dirs(),
         define_macros=[("MULA_WITH_CUDA", "1")],
-        extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})
+        extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags}, extra_link_args=link_flags)
 
 
 setup(

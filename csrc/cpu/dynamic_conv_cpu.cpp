@@ -12,6 +12,12 @@
 #include "../dynamic_conv_params.h"
 #include "plane_kernels.h"
 
+// With torch's OpenMP backend at::parallel_for is an OpenMP loop compiled
+// into this file: built without OpenMP it would quietly run on one thread.
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+#error "mula: compile with -fopenmp (torch uses the OpenMP parallel backend)"
+#endif
+
 namespace mula {
 namespace {
 
