@@ -8,14 +8,16 @@
 // - forward: stage the input plane with its zero halo (converted to the
 //   accumulation type), correlate it with the plane's filter into an
 //   accumulator plane that starts at the bias, store it converted back;
-// - backward: stage the grad_output plane once, with a zero margin of k - 1,
+// - backward: stage the grad_output plane once, with a zero margin of the
+//   filter's span,
 //   and from it compute grad_bias (its sum), grad_weight (one reduction per
 //   filter tap against the staged input plane) and grad_input (the forward
 //   correlation with the flipped filter over the margin: a gather, no
 //   scatter).
-// Fast paths: float accumulation, stride 1, dilation 1 and a square 1x1,
-// 3x3, 5x5 or 7x7 filter, with register-blocked tiles. Everything else takes
-// the general loops, which handle any size, stride, dilation and padding.
+// Fast paths: float accumulation, stride 1 and a square 1x1, 3x3, 5x5 or
+// 7x7 filter (any dilation), with register-blocked tiles. Everything else
+// takes the general loops, which handle any size, stride, dilation and
+// padding.
 //
 // Within a plane every sum runs in a fixed order, and planes never share an
 // output element, so results do not depend on the thread count.
@@ -25,6 +27,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <type_traits>
 
 namespace mula::cpu {
 namespace {
@@ -156,8 +159,7 @@ inline int64_t clamp_to(int64_t value, int64_t low, int64_t high) {
 // The filter size the register-blocked kernels take for this shape, or 0.
 template <typename Acc>
 int fast_kernel_size(const PlaneShape& s) {
-  if (!kIsFloat<Acc> || s.kernel_h != s.kernel_w || s.stride_h != 1 ||
-      s.stride_w != 1 || s.dilation_h != 1 || s.dilation_w != 1) {
+  if (!kIsFloat<Acc> || s.kernel_h != s.kernel_w || s.stride_h != 1 || s.stride_w != 1) {
     return 0;
   }
   const int64_t k = s.kernel_h;
@@ -171,8 +173,9 @@ struct Geometry {
   int64_t out_cols;  // forward accumulator row length
   int64_t in_rows, in_cols;  // input plane with its padding halo
   int64_t grad_in_cols;  // grad_input accumulator row length
-  // grad_output plane with a k - 1 zero margin on every side: the flipped
-  // correlation for grad_input and the row-blocked weight reduction read it.
+  // grad_output plane with a zero margin of the filter's span, (k - 1) *
+  // dilation, on every side: the flipped correlation for grad_input and the
+  // row-blocked weight reduction read it.
   int64_t go_top, go_left, go_rows, go_cols;
 
   explicit Geometry(const PlaneShape& s) {
@@ -182,12 +185,10 @@ struct Geometry {
     in_cols = max_of(s.in_width + 2 * s.pad_w,
                      out_cols + (s.kernel_w - 1) * s.dilation_w);
     grad_in_cols = round_up(s.in_width, lanes);
-    go_top = s.kernel_h - 1;
-    go_left = s.kernel_w - 1;
-    go_rows = max_of(go_top + s.out_height + s.kernel_h - 1,
-                     s.pad_h + s.in_height + s.kernel_h - 1);
-    go_cols = max_of(go_left + out_cols + s.kernel_w - 1,
-                     s.pad_w + grad_in_cols + s.kernel_w - 1);
+    go_top = (s.kernel_h - 1) * s.dilation_h;
+    go_left = (s.kernel_w - 1) * s.dilation_w;
+    go_rows = max_of(go_top + s.out_height, s.pad_h + s.in_height) + go_top;
+    go_cols = max_of(go_left + out_cols, s.pad_w + grad_in_cols) + go_left;
   }
 };
 
@@ -257,14 +258,19 @@ void load_filters(const T* src, int64_t filters, int64_t taps, bool flipped,
 }
 
 // ---------------------------------------------------------------------------
-// Register-blocked kernels (float, stride 1, dilation 1, K x K filter).
+// Register-blocked kernels (float, stride 1, K x K filter). Column dilation
+// only spaces the taps' loads; row dilation d splits the rows into d phases
+// (rows r = p mod d meet only input rows of phase p), each a problem with row
+// dilation 1 over every d-th row. ColStep is the column dilation: a
+// compile-time 1 in the common case (a runtime step costs registers), or an
+// int64_t.
 
 // Adds input row i of a tile to the output rows r in [r_begin, r_end), which
 // it meets through filter row i - r. Each input vector is loaded once and
 // feeds all those rows.
-template <int K, int R, int CV>
+template <int K, int R, int CV, typename ColStep>
 __attribute__((always_inline)) inline void correlate_input_row(
-    const float* row, const float* w, int i, int r_begin, int r_end,
+    const float* row, ColStep dilation_w, const float* w, int i, int r_begin, int r_end,
     typename Simd::V (&acc)[R][CV]) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
@@ -277,7 +283,7 @@ __attribute__((always_inline)) inline void correlate_input_row(
     }
 #pragma GCC unroll 8
     for (int c = 0; c < CV; ++c) {
-      const V x = Simd::in_register(Simd::load(row + j + c * L));
+      const V x = Simd::in_register(Simd::load(row + j * dilation_w + c * L));
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         if (r >= r_begin && r < r_end) acc[r][c] = Simd::fma(taps[r], x, acc[r][c]);
@@ -292,9 +298,9 @@ __attribute__((always_inline)) inline void correlate_input_row(
 // rows (unrolled, so the bounds are constants); the rows between reach all
 // R and run as a loop, which keeps the taps out of the registers the
 // accumulators need.
-template <int K, int R, int CV>
-inline void correlate_tile(const float* in, int64_t in_stride, const float* w,
-                           float* out, int64_t out_stride) {
+template <int K, int R, int CV, typename ColStep>
+inline void correlate_tile(const float* in, int64_t in_stride, ColStep dilation_w,
+                           const float* w, float* out, int64_t out_stride) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
   constexpr int kFirstFull = R - 1;
@@ -307,16 +313,18 @@ inline void correlate_tile(const float* in, int64_t in_stride, const float* w,
   }
 #pragma GCC unroll 16
   for (int i = 0; i < kFirstFull && i < R + K - 1; ++i) {
-    correlate_input_row<K, R, CV>(in + i * in_stride, w, i, i - K + 1 > 0 ? i - K + 1 : 0,
+    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
+                                  i - K + 1 > 0 ? i - K + 1 : 0,
                                   i + 1 < R ? i + 1 : R, acc);
   }
 #pragma GCC unroll 1
   for (int i = kFirstFull; i <= kLastFull; ++i) {
-    correlate_input_row<K, R, CV>(in + i * in_stride, w, i, 0, R, acc);
+    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i, 0, R, acc);
   }
 #pragma GCC unroll 16
   for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < R + K - 1; ++i) {
-    correlate_input_row<K, R, CV>(in + i * in_stride, w, i, i - K + 1 > 0 ? i - K + 1 : 0,
+    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
+                                  i - K + 1 > 0 ? i - K + 1 : 0,
                                   i + 1 < R ? i + 1 : R, acc);
   }
 #pragma GCC unroll 16
@@ -326,49 +334,57 @@ inline void correlate_tile(const float* in, int64_t in_stride, const float* w,
   }
 }
 
-template <int K, int R>
-void correlate_rows(const float* in, int64_t in_stride, const float* w,
+template <int K, int R, typename ColStep>
+void correlate_rows(const float* in, int64_t in_stride, ColStep dilation_w, const float* w,
                     float* out, int64_t out_stride, int64_t vectors) {
   constexpr int L = Simd::kLanes;
   constexpr int CV = Simd::kColBlock;
   int64_t v = 0;
   for (; v + CV <= vectors; v += CV) {
-    correlate_tile<K, R, CV>(in + v * L, in_stride, w, out + v * L, out_stride);
+    correlate_tile<K, R, CV>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
   }
   if constexpr (CV > 2) {
     for (; v + 2 <= vectors; v += 2) {
-      correlate_tile<K, R, 2>(in + v * L, in_stride, w, out + v * L, out_stride);
+      correlate_tile<K, R, 2>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
     }
   }
   for (; v < vectors; ++v) {
-    correlate_tile<K, R, 1>(in + v * L, in_stride, w, out + v * L, out_stride);
+    correlate_tile<K, R, 1>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
   }
 }
 
-template <int K>
-void correlate_fast(const float* in, int64_t in_stride, const float* w,
-                    float* out, int64_t out_stride, int64_t rows,
-                    int64_t vectors) {
+template <int K, typename ColStep>
+void correlate_fast(const float* in, int64_t in_stride, const float* w, float* out,
+                    int64_t out_stride, int64_t rows, int64_t vectors, int64_t dilation_h,
+                    ColStep dilation_w) {
   constexpr int R = Simd::kRowBlock;
-  int64_t r = 0;
-  for (; r + R <= rows; r += R) {
-    correlate_rows<K, R>(in + r * in_stride, in_stride, w,
-                         out + r * out_stride, out_stride, vectors);
-  }
-  for (; r < rows; ++r) {
-    correlate_rows<K, 1>(in + r * in_stride, in_stride, w,
-                         out + r * out_stride, out_stride, vectors);
+  for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
+    const float* phase_in = in + phase * in_stride;
+    float* phase_out = out + phase * out_stride;
+    const int64_t step_in = in_stride * dilation_h;
+    const int64_t step_out = out_stride * dilation_h;
+    const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
+    int64_t r = 0;
+    for (; r + R <= phase_rows; r += R) {
+      correlate_rows<K, R>(phase_in + r * step_in, step_in, dilation_w, w,
+                           phase_out + r * step_out, step_out, vectors);
+    }
+    for (; r < phase_rows; ++r) {
+      correlate_rows<K, 1>(phase_in + r * step_in, step_in, dilation_w, w,
+                           phase_out + r * step_out, step_out, vectors);
+    }
   }
 }
 
-// grad_w[kh][kw] = sum_{r,c} go[r][c] * in[r + kh][c + kw] for the KB filter
-// rows kh0 .. kh0 + KB - 1. Walking the input rows, each loaded input vector
-// meets the KB grad_output rows that reach it; go needs KB - 1 zero rows
-// above and below (the staging margin).
-template <int K, int KB>
+// grad_w[kh][kw] = sum_{r,c} go[r][c] * in[r + kh * dh][c + kw * dw] for the
+// KB filter rows kh0 .. kh0 + KB - 1, one row phase at a time (see above).
+// Walking the input rows, each loaded input vector meets the KB grad_output
+// rows that reach it; go needs (KB - 1) * dh zero rows above and below (the
+// staging margin).
+template <int K, int KB, typename ColStep>
 void weight_grad_rows(const float* in, int64_t in_stride, const float* go,
                       int64_t go_stride, int64_t rows, int64_t vectors,
-                      int kh0, float* grad_w) {
+                      int64_t dilation_h, ColStep dilation_w, int kh0, float* grad_w) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
   V acc[KB][K];
@@ -377,18 +393,23 @@ void weight_grad_rows(const float* in, int64_t in_stride, const float* go,
 #pragma GCC unroll 8
     for (int j = 0; j < K; ++j) acc[b][j] = Simd::zero();
   }
-  for (int64_t ih = kh0; ih < kh0 + KB - 1 + rows; ++ih) {
-    const float* in_row = in + ih * in_stride;
-    const float* go_row = go + (ih - kh0) * go_stride;
-    for (int64_t v = 0; v < vectors; ++v) {
-      V g[KB];
+  const int64_t step_in = in_stride * dilation_h;
+  const int64_t step_go = go_stride * dilation_h;
+  for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
+    const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
+    for (int64_t ih = kh0; ih < kh0 + KB - 1 + phase_rows; ++ih) {
+      const float* in_row = in + phase * in_stride + ih * step_in;
+      const float* go_row = go + phase * go_stride + (ih - kh0) * step_go;
+      for (int64_t v = 0; v < vectors; ++v) {
+        V g[KB];
 #pragma GCC unroll 8
-      for (int b = 0; b < KB; ++b) g[b] = Simd::load(go_row - b * go_stride + v * L);
+        for (int b = 0; b < KB; ++b) g[b] = Simd::load(go_row - b * step_go + v * L);
 #pragma GCC unroll 8
-      for (int j = 0; j < K; ++j) {
-        const V x = Simd::in_register(Simd::load(in_row + v * L + j));
+        for (int j = 0; j < K; ++j) {
+          const V x = Simd::in_register(Simd::load(in_row + v * L + j * dilation_w));
 #pragma GCC unroll 8
-        for (int b = 0; b < KB; ++b) acc[b][j] = Simd::fma(g[b], x, acc[b][j]);
+          for (int b = 0; b < KB; ++b) acc[b][j] = Simd::fma(g[b], x, acc[b][j]);
+        }
       }
     }
   }
@@ -399,17 +420,19 @@ void weight_grad_rows(const float* in, int64_t in_stride, const float* go,
   }
 }
 
-template <int K>
+template <int K, typename ColStep>
 void weight_grad_fast(const float* in, int64_t in_stride, const float* go,
                       int64_t go_stride, int64_t rows, int64_t vectors,
-                      float* grad_w) {
+                      int64_t dilation_h, ColStep dilation_w, float* grad_w) {
   constexpr int KB = Simd::kWeightRowBlock < K ? Simd::kWeightRowBlock : K;
   int kh0 = 0;
   for (; kh0 + KB <= K; kh0 += KB) {
-    weight_grad_rows<K, KB>(in, in_stride, go, go_stride, rows, vectors, kh0, grad_w);
+    weight_grad_rows<K, KB>(in, in_stride, go, go_stride, rows, vectors, dilation_h,
+                            dilation_w, kh0, grad_w);
   }
   for (; kh0 < K; ++kh0) {
-    weight_grad_rows<K, 1>(in, in_stride, go, go_stride, rows, vectors, kh0, grad_w);
+    weight_grad_rows<K, 1>(in, in_stride, go, go_stride, rows, vectors, dilation_h,
+                           dilation_w, kh0, grad_w);
   }
 }
 
@@ -477,18 +500,42 @@ void input_grad_general(const Acc* go, int64_t go_stride, const Acc* w,
 // ---------------------------------------------------------------------------
 // Dispatch between the two, per plane.
 
+// Calls body(std::integral_constant<int, K>{}) with the register-blocked
+// filter size K for this shape; false when the shape takes the general loops.
+template <typename Acc, typename Body>
+bool with_fast_kernel_size(const PlaneShape& s, Body&& body) {
+  switch (fast_kernel_size<Acc>(s)) {
+    case 1: body(std::integral_constant<int, 1>{}); return true;
+    case 3: body(std::integral_constant<int, 3>{}); return true;
+    case 5: body(std::integral_constant<int, 5>{}); return true;
+    case 7: body(std::integral_constant<int, 7>{}); return true;
+    default: return false;
+  }
+}
+
+// Calls body(step) with the column dilation as the fast kernels take it.
+template <typename Body>
+void with_column_step(const PlaneShape& s, Body&& body) {
+  if (s.dilation_w == 1) {
+    body(std::integral_constant<int64_t, 1>{});
+  } else {
+    body(s.dilation_w);
+  }
+}
+
 template <typename Acc>
 void correlate(const Acc* in, int64_t in_stride, const Acc* w,
                const PlaneShape& s, int64_t rows, int64_t cols, Acc* out,
                int64_t out_stride) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
-    switch (fast_kernel_size<Acc>(s)) {
-      case 1: return correlate_fast<1>(in, in_stride, w, out, out_stride, rows, vectors);
-      case 3: return correlate_fast<3>(in, in_stride, w, out, out_stride, rows, vectors);
-      case 5: return correlate_fast<5>(in, in_stride, w, out, out_stride, rows, vectors);
-      case 7: return correlate_fast<7>(in, in_stride, w, out, out_stride, rows, vectors);
-      default: break;
+    if (with_fast_kernel_size<Acc>(s, [&](auto k) {
+          with_column_step(s, [&](auto step) {
+            correlate_fast<decltype(k)::value>(in, in_stride, w, out, out_stride, rows, vectors,
+                                               s.dilation_h, step);
+          });
+        })) {
+      return;
     }
   }
   correlate_general(in, in_stride, w, s, out, out_stride);
@@ -500,26 +547,27 @@ void weight_grad(const Acc* in, int64_t in_stride, const Acc* go,
                  Acc* grad_w) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
-    const int64_t rows = s.out_height;
-    switch (fast_kernel_size<Acc>(s)) {
-      case 1: return weight_grad_fast<1>(in, in_stride, go, go_stride, rows, vectors, grad_w);
-      case 3: return weight_grad_fast<3>(in, in_stride, go, go_stride, rows, vectors, grad_w);
-      case 5: return weight_grad_fast<5>(in, in_stride, go, go_stride, rows, vectors, grad_w);
-      case 7: return weight_grad_fast<7>(in, in_stride, go, go_stride, rows, vectors, grad_w);
-      default: break;
+    if (with_fast_kernel_size<Acc>(s, [&](auto k) {
+          with_column_step(s, [&](auto step) {
+            weight_grad_fast<decltype(k)::value>(in, in_stride, go, go_stride, s.out_height,
+                                                 vectors, s.dilation_h, step, grad_w);
+          });
+        })) {
+      return;
     }
   }
   weight_grad_general(in, in_stride, go, go_stride, s, grad_w);
 }
 
 // Accumulates one grad_output plane's contribution to grad_input. go_buf is
-// the staged plane with its k - 1 margin; taps are flipped for the fast path.
+// the staged plane with its margin; taps are flipped for the fast path.
 template <typename Acc>
 void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps,
                 const PlaneShape& s, Acc* grad_in, int64_t grad_in_stride) {
   if (fast_kernel_size<Acc>(s) != 0) {
     // With the margin, the flipped correlation reads grad_output padded by
-    // k - 1 - pad, which starts pad rows and columns into the staged plane.
+    // (k - 1) * dilation - pad, which starts pad rows and columns into the
+    // staged plane.
     const Acc* padded = go_buf + s.pad_h * g.go_cols + s.pad_w;
     correlate(padded, g.go_cols, taps, s, s.in_height, g.grad_in_cols, grad_in, grad_in_stride);
     return;
