@@ -63,10 +63,15 @@ def _matrix():
     for bias in biases:
         cases.append(ConvCase(0, 4, 4, 9, 9, (3, 3), padding=(1, 1), groups=4, bias=bias))
         cases.append(ConvCase(0, 3, 4, 9, 9, (3, 3), stride=(2, 2), bias=bias))
+    # Wide groups: a thread's chunk of output planes spans many planes of one
+    # group, so the kernels reuse a group's staged planes across them.
+    cases.append(ConvCase(2, 6, 48, 11, 13, (3, 3), padding=(1, 1), groups=3, bias="per_sample"))
+    cases.append(ConvCase(2, 8, 32, 12, 10, (3, 3), stride=(2, 2), padding=(1, 1), groups=2))
     return cases
 
 
 CASES = _matrix()
+WIDE_GROUPS_CASES = CASES[-2:]
 
 
 def make_inputs(case: ConvCase, dtype=torch.float64, device="cpu", seed=0, requires_grad=False):

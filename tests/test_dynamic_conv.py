@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mula_ops
-from conv_cases import CASES, ConvCase, make_inputs, per_sample_conv2d
+from conv_cases import CASES, WIDE_GROUPS_CASES, ConvCase, make_inputs, per_sample_conv2d
 from mula_ops import reference
 
 SMALL_CASES = [
@@ -123,7 +123,7 @@ def test_torch_export(device):
 # accumulation: allowed error = one unit in the last place of the result plus
 # float32 accumulation error, scaled by the sum of |terms| (the op on |x|, |w|).
 HALF_ULP = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7, torch.float32: 2.0 ** -22}
-HALF_CASES = [CASES[i] for i in (3, 17, 30, 45, 58)] + SMALL_CASES[:2]
+HALF_CASES = [CASES[i] for i in (3, 17, 30, 45, 58)] + SMALL_CASES[:2] + WIDE_GROUPS_CASES
 
 
 def _assert_within_ulp(actual, expected, magnitude, dtype, summed_over_samples=False):
@@ -172,7 +172,8 @@ def test_autocast_runs_in_lower_precision():
     assert torch.equal(out, expected)
 
 
-@pytest.mark.parametrize("case", [CASES[10], CASES[27], SMALL_CASES[1]], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [CASES[10], CASES[27], SMALL_CASES[1]] + WIDE_GROUPS_CASES,
+                         ids=lambda c: c.id)
 def test_bitwise_deterministic_across_runs_and_threads(case, device):
     def run():
         x, w, b = make_inputs(case, dtype=torch.float32, device=device, requires_grad=True)

@@ -147,6 +147,29 @@ class Scratch {
   Acc* data_;
 };
 
+// The staged planes of one (sample, group), kept while consecutive work items
+// of a chunk read that group, so that each plane is staged once per chunk
+// rather than once per item (depthwise: one plane, restaged every item).
+template <typename Acc>
+class StagedGroup {
+ public:
+  StagedGroup(int64_t planes, int64_t plane_size)
+      : buf_(planes * plane_size), plane_size_(plane_size) {}
+  // Whether the planes of group `key` still have to be staged; from then on
+  // they count as staged.
+  bool needs_staging(int64_t key) {
+    const bool stale = key != key_;
+    key_ = key;
+    return stale;
+  }
+  Acc* plane(int64_t index) { return buf_.get() + index * plane_size_; }
+
+ private:
+  Scratch<Acc> buf_;
+  int64_t plane_size_;
+  int64_t key_ = -1;
+};
+
 inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
@@ -614,24 +637,29 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
 
   const bool in_place = accumulates_in_place<T>(s, s.out_width);
   const int64_t acc_stride = in_place ? s.out_width : g.out_cols;
-  Scratch<Acc> in_buf(g.in_rows * g.in_cols);
+  StagedGroup<Acc> staged(in_per_group, g.in_rows * g.in_cols);
   Scratch<Acc> out_buf(in_place ? 0 : s.out_height * g.out_cols);
   Scratch<Acc> filters(in_per_group * taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
-    const int64_t first_ic = (oc / out_per_group) * in_per_group;
+    const int64_t group = oc / out_per_group;
     const Acc b = bias == nullptr ? Acc(0)
                                   : to_acc(bias[a.bias_per_sample ? item : oc]);
     T* out_plane = output + item * s.out_height * s.out_width;
     Acc* acc = accumulator(out_plane, in_place, out_buf.get());
     fill(acc, s.out_height * acc_stride, b);
     load_filters(weight + item * in_per_group * taps, in_per_group, taps, false, filters.get());
+    if (staged.needs_staging(n * s.groups + group)) {
+      for (int64_t icg = 0; icg < in_per_group; ++icg) {
+        const T* plane =
+            input + (n * s.in_channels + group * in_per_group + icg) * s.in_height * s.in_width;
+        stage_plane(plane, s.in_height, s.in_width, s.pad_h, s.pad_w, staged.plane(icg),
+                    g.in_rows, g.in_cols);
+      }
+    }
     for (int64_t icg = 0; icg < in_per_group; ++icg) {
-      const T* plane = input + (n * s.in_channels + first_ic + icg) * s.in_height * s.in_width;
-      stage_plane(plane, s.in_height, s.in_width, s.pad_h, s.pad_w, in_buf.get(), g.in_rows,
-                  g.in_cols);
-      correlate(in_buf.get(), g.in_cols, filters.get() + icg * taps, s, s.out_height,
+      correlate(staged.plane(icg), g.in_cols, filters.get() + icg * taps, s, s.out_height,
                 g.out_cols, acc, acc_stride);
     }
     if (!in_place) store_plane(acc, acc_stride, s.out_height, s.out_width, out_plane);
@@ -654,7 +682,8 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   const auto* weight = static_cast<const T*>(a.weight);
 
   Scratch<Acc> go_buf(g.go_rows * g.go_cols);
-  Scratch<Acc> in_buf(a.grad_weight != nullptr ? g.in_rows * g.in_cols : 0);
+  StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0,
+                                g.in_rows * g.in_cols);
   Scratch<Acc> grad_w(in_per_group * taps);
   const bool in_place = accumulates_in_place<T>(s, s.in_width);
   const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
@@ -671,12 +700,16 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
           Storage<T>::from_acc(plane_sum(go, g.go_cols, s.out_height, g.out_cols));
     }
     if (a.grad_weight != nullptr) {
-      const int64_t first_ic = (oc / out_per_group) * in_per_group;
+      const int64_t group = oc / out_per_group;
+      if (staged_input.needs_staging(n * s.groups + group)) {
+        for (int64_t icg = 0; icg < in_per_group; ++icg) {
+          const T* plane = input + (n * s.in_channels + group * in_per_group + icg) * in_plane;
+          stage_plane(plane, s.in_height, s.in_width, s.pad_h, s.pad_w, staged_input.plane(icg),
+                      g.in_rows, g.in_cols);
+        }
+      }
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
-        const T* plane = input + (n * s.in_channels + first_ic + icg) * in_plane;
-        stage_plane(plane, s.in_height, s.in_width, s.pad_h, s.pad_w, in_buf.get(), g.in_rows,
-                    g.in_cols);
-        weight_grad(in_buf.get(), g.in_cols, go, g.go_cols, s, g.out_cols,
+        weight_grad(staged_input.plane(icg), g.in_cols, go, g.go_cols, s, g.out_cols,
                     grad_w.get() + icg * taps);
       }
       store_plane(grad_w.get(), taps, in_per_group, taps,
@@ -707,24 +740,31 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
 
   const bool in_place = accumulates_in_place<T>(s, s.in_width);
   const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
-  Scratch<Acc> go_buf(g.go_rows * g.go_cols);
+  StagedGroup<Acc> staged_grad_output(out_per_group, g.go_rows * g.go_cols);
   Scratch<Acc> grad_in_buf(in_place ? 0 : s.in_height * g.grad_in_cols);
   Scratch<Acc> filter(taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.in_channels;
     const int64_t ic = item % s.in_channels;
-    const int64_t first_oc = (ic / in_per_group) * out_per_group;
+    const int64_t group = ic / in_per_group;
+    const int64_t first_oc = group * out_per_group;
     const int64_t icg = ic % in_per_group;
     T* grad_in_plane = static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width;
     Acc* grad_in = accumulator(grad_in_plane, in_place, grad_in_buf.get());
     fill(grad_in, s.in_height * grad_in_stride, Acc(0));
+    if (staged_grad_output.needs_staging(n * s.groups + group)) {
+      for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
+        const int64_t out_item = n * s.out_channels + first_oc + ocg;
+        stage_plane(grad_output + out_item * s.out_height * s.out_width, s.out_height,
+                    s.out_width, g.go_top, g.go_left, staged_grad_output.plane(ocg), g.go_rows,
+                    g.go_cols);
+      }
+    }
     for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
       const int64_t out_item = n * s.out_channels + first_oc + ocg;
-      stage_plane(grad_output + out_item * s.out_height * s.out_width, s.out_height,
-                  s.out_width, g.go_top, g.go_left, go_buf.get(), g.go_rows, g.go_cols);
       load_filters(weight + (out_item * in_per_group + icg) * taps, 1, taps, flipped,
                    filter.get());
-      input_grad(go_buf.get(), g, filter.get(), s, grad_in, grad_in_stride);
+      input_grad(staged_grad_output.plane(ocg), g, filter.get(), s, grad_in, grad_in_stride);
     }
     if (!in_place) store_plane(grad_in, grad_in_stride, s.in_height, s.in_width, grad_in_plane);
   }
