@@ -6,7 +6,9 @@ probe, and no allocation left over from an earlier measurement is counted.
 
 What is counted, the "extra" memory of a pass: the bytes it allocates on top
 of its inputs (input, weight, grad_output), i.e. outputs, gradients, saved
-tensors and scratch.
+tensors and scratch. For a MuLA training step everything counts that
+training needs: the model, its gradients and optimizer state, the batch and
+the activations.
 - CUDA: the caching allocator's peak minus what was allocated before the pass.
 - CPU: the process's resident-set high-water mark (VmHWM, reset through
   /proc/self/clear_refs) minus the resident set before the pass. glibc's
@@ -24,12 +26,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
 from .cases import DTYPES, ConvCase, unfold_bytes
 from .passes import make_pass
+from .training_step import ModelCase, make_training_step
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
@@ -66,19 +69,30 @@ def unfold_cannot_fit(case: ConvCase, dtype: torch.dtype, device: str) -> Option
     return None
 
 
-def _probe(impl: str, case: ConvCase, dtype: str, device: str, direction: str, threads: int,
+Case = Union[ConvCase, ModelCase]
+
+
+def _workload(impl: str, case: Case, dtype: str, device: str, direction: str) -> Callable[[], None]:
+    if isinstance(case, ModelCase):
+        return make_training_step(impl, case, device)
+    return make_pass(impl, case, DTYPES[dtype], device, direction)
+
+
+def _probe(impl: str, case: Case, dtype: str, device: str, direction: str, threads: int,
            budget: Optional[int]) -> Dict:
     """Runs in the child: one warm-up at batch 1 (loads kernels, starts the
-    thread pool), then the measured pass at the case's batch."""
+    thread pool), then the measured pass at the case's batch. A training
+    step's model and optimizer are built inside the measurement."""
     torch.set_num_threads(threads)
     try:
-        make_pass(impl, case.with_batch(1), DTYPES[dtype], device, direction)()
+        _workload(impl, case.with_batch(1), dtype, device, direction)()
     except NotImplementedError as error:
         return {"status": "no kernel", "error": str(error).split(". ")[0]}
     gc.collect()
     on_cuda = torch.device(device).type == "cuda"
+    counts_setup = isinstance(case, ModelCase)
     try:
-        run = make_pass(impl, case, DTYPES[dtype], device, direction)
+        run = None if counts_setup else _workload(impl, case, dtype, device, direction)
         gc.collect()
         if on_cuda:
             torch.cuda.synchronize(device)
@@ -96,7 +110,7 @@ def _probe(impl: str, case: ConvCase, dtype: str, device: str, direction: str, t
                 clear_refs.write("5")  # resets VmHWM to the current resident set
             before = _proc_status_bytes("VmRSS")
         start = time.perf_counter()
-        run()
+        (_workload(impl, case, dtype, device, direction) if counts_setup else run)()
         seconds = time.perf_counter() - start
         peak = (torch.cuda.max_memory_allocated(device) if on_cuda else _proc_status_bytes("VmHWM")) - before
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
@@ -107,13 +121,15 @@ def _probe(impl: str, case: ConvCase, dtype: str, device: str, direction: str, t
     return {"status": "ok" if fits else "over budget", "peak_bytes": peak, "seconds": seconds}
 
 
-def measure(impl: str, case: ConvCase, dtype: str = "float32", device: str = "cpu",
+def measure(impl: str, case: Case, dtype: str = "float32", device: str = "cpu",
             direction: str = "forward+backward", threads: int = 2, budget: Optional[int] = None,
             timeout: float = 600.0) -> Dict:
-    """Peak extra memory of one pass, measured in a fresh child process."""
-    command = [sys.executable, "-m", "benchmarks.memory", "probe", "--impl", impl,
-               "--case", json.dumps(dataclasses.asdict(case)), "--dtype", dtype, "--device", device,
-               "--direction", direction, "--threads", str(threads)]
+    """Peak extra memory of one pass or training step, measured in a fresh
+    child process."""
+    workload = (["--model", case.suite, "--batch", str(case.batch)] if isinstance(case, ModelCase)
+                else ["--case", json.dumps(dataclasses.asdict(case))])
+    command = [sys.executable, "-m", "benchmarks.memory", "probe", "--impl", impl, *workload,
+               "--dtype", dtype, "--device", device, "--direction", direction, "--threads", str(threads)]
     if budget is not None:
         command += ["--budget", str(budget)]
     env = dict(os.environ, **_MALLOC_ENV)
@@ -132,11 +148,11 @@ def measure(impl: str, case: ConvCase, dtype: str = "float32", device: str = "cp
     return dict(record, **json.loads(child.stdout.strip().splitlines()[-1]))
 
 
-def largest_batch(impl: str, case: ConvCase, budget: int, dtype: str = "float32", device: str = "cpu",
+def largest_batch(impl: str, case: Case, budget: int, dtype: str = "float32", device: str = "cpu",
                   threads: int = 2, start: int = 1, max_batch: int = 1 << 16, timeout: float = 600.0,
                   probe=measure) -> Dict:
-    """The largest batch whose forward+backward fits ``budget`` bytes of extra
-    memory: exponential steps from ``start`` (up while it fits, down while it
+    """The largest batch whose forward+backward (or training step) fits
+    ``budget`` bytes of extra memory: exponential steps from ``start`` (up while it fits, down while it
     does not), then a binary search between the last batch that fit and the
     first that did not. Every probe is a fresh child process."""
     probes: List[Dict] = []
@@ -205,14 +221,18 @@ def main(argv=None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     probe = commands.add_parser("probe", help="(child process) measure one pass and print JSON")
     probe.add_argument("--impl", required=True)
-    probe.add_argument("--case", required=True, type=_case_from_json, help="ConvCase fields as JSON")
+    workload = probe.add_mutually_exclusive_group(required=True)
+    workload.add_argument("--case", type=_case_from_json, help="ConvCase fields as JSON")
+    workload.add_argument("--model", choices=("quick", "full"), help="a MuLA training step of this suite")
+    probe.add_argument("--batch", type=int, default=1, help="batch of the --model training step")
     probe.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
     probe.add_argument("--device", default="cpu")
     probe.add_argument("--direction", default="forward+backward")
     probe.add_argument("--threads", type=int, default=2)
     probe.add_argument("--budget", type=int, default=None, help="bytes")
     args = parser.parse_args(argv)
-    result = _probe(args.impl, args.case, args.dtype, args.device, args.direction, args.threads, args.budget)
+    case = args.case if args.case is not None else ModelCase(args.model, args.batch)
+    result = _probe(args.impl, case, args.dtype, args.device, args.direction, args.threads, args.budget)
     print(json.dumps(result))
 
 

@@ -24,16 +24,24 @@ import torch
 
 from . import memory
 from .cases import CASES, DIRECTIONS, DTYPES, IMPLEMENTATIONS, REFERENCES, mula_hourglass
+from .training_step import ModelCase
 
 MIB = 1 << 20
 HEADLINE_CASE = "hourglass"
 HEADLINE_BATCH = 4
+# The training step's memory is measured at this batch; it also seeds the search.
+MODEL_PEAK_BATCH = 2
 MODES = {
     # Peak memory at N=16 (issue 2) and the largest batch in a budget small
-    # enough that the slow grouped backward keeps the quick mode short.
+    # enough that the slow grouped backward keeps the quick mode short. The
+    # largest trainable batch of the suite's MuLA model (training_step.py)
+    # takes a process per probe and seconds per step: full mode only, unless
+    # a budget is given.
     "quick": {"memory_cases": [mula_hourglass(16)], "memory_dtypes": ("float32",), "budget_mib": 128,
+              "model_budget_mib": None,
               "pytest": ["--benchmark-min-rounds=2", "--benchmark-max-time=0.5"]},
     "full": {"memory_cases": CASES["full"], "memory_dtypes": ("float32", "bfloat16"), "budget_mib": 1024,
+             "model_budget_mib": 8192,
              "pytest": ["--benchmark-min-rounds=3", "--benchmark-max-time=2.0"]},
 }
 
@@ -79,9 +87,10 @@ def memory_devices(device: str) -> List[str]:
     return [device]
 
 
-def run_memory(mode: str, out: Path, threads: int, device: str, budget_mib: int) -> None:
+def run_memory(mode: str, out: Path, threads: int, device: str, budget_mib: int,
+               model_budget_mib: Optional[int]) -> None:
     settings = MODES[mode]
-    peaks, largest = [], []
+    peaks, largest, model_peaks, model_largest = [], [], [], []
     for dev in memory_devices(device):
         for dtype in settings["memory_dtypes"]:
             for case in settings["memory_cases"]:
@@ -103,7 +112,25 @@ def run_memory(mode: str, out: Path, threads: int, device: str, budget_mib: int)
             print(f"largest batch {impl:9s} in {budget_mib} MiB on {dev}: {outcome} "
                   f"({len(result['probes'])} probes)", flush=True)
             largest.append(result)
-    (out / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest}, indent=1))
+        for impl in IMPLEMENTATIONS if model_budget_mib else ():
+            model_budget = model_budget_mib * MIB
+            sample = memory.measure(impl, ModelCase(mode, MODEL_PEAK_BATCH), device=dev, threads=threads)
+            print(f"memory {impl:9s} MuLA-{mode} N={MODEL_PEAK_BATCH} training step on {dev}: "
+                  f"{describe_probe(sample)}", flush=True)
+            model_peaks.append(sample)
+            # The model's fixed share makes this guess low: the search then steps up.
+            start = (max(1, int(model_budget // (sample["peak_bytes"] / MODEL_PEAK_BATCH)))
+                     if sample["status"] == "ok" else 1)
+            result = memory.largest_batch(impl, ModelCase(mode, 1), model_budget, "float32", dev, threads,
+                                          start=start)
+            outcome = result["largest_batch"] if result["status"] == "ok" else \
+                f"{result['status']}: {result.get('error')}"
+            print(f"largest MuLA-{mode} training batch {impl:9s} in {model_budget_mib} MiB on {dev}: {outcome} "
+                  f"({len(result['probes'])} probes)", flush=True)
+            model_largest.append(dict(result, model=ModelCase(mode, 1).describe()))
+    (out / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest,
+                                                 "model_peaks": model_peaks, "model_largest_batch": model_largest},
+                                                indent=1))
 
 
 def describe_probe(result: Dict) -> str:
@@ -237,7 +264,32 @@ def render_markdown(latency: Dict, mem: Dict, machine: Dict, command: str) -> st
             budget = next(iter(entries.values()))["budget_bytes"]
             lines.append(f"| {device} | {budget / MIB:,.0f} MiB | "
                          + " | ".join(_largest_cell(entries.get(impl)) for impl in IMPLEMENTATIONS) + " |")
+    lines += training_batch_table(mem)
     return "\n".join(lines) + "\n"
+
+
+def training_batch_table(mem: Dict) -> List[str]:
+    """Memory of one MuLA training step and the largest trainable batch."""
+    if not mem.get("model_largest_batch"):
+        return []
+    lines = ["", "One MuLA training step (forward, loss, backward, RMSprop; counted: model, gradients, "
+             "optimizer state, batch, activations), each in a fresh process; largest batch found by "
+             "exponential then binary search:", "",
+             "| device | model | measure | " + " | ".join(IMPLEMENTATIONS) + " |",
+             "|---|---|---|" + "---:|" * len(IMPLEMENTATIONS)]
+    for device in sorted({entry["device"] for entry in mem["model_largest_batch"]}):
+        peaks = {p["impl"]: p for p in mem.get("model_peaks", []) if p["device"] == device}
+        entries = {e["impl"]: e for e in mem["model_largest_batch"] if e["device"] == device}
+        first = next(iter(entries.values()))
+        model = first["model"]
+        if peaks:
+            batch = next(iter(peaks.values()))["batch"]
+            lines.append(f"| {device} | {model} | memory at N={batch} | "
+                         + " | ".join(_memory_cell(peaks[impl]) if impl in peaks else "—"
+                                      for impl in IMPLEMENTATIONS) + " |")
+        lines.append(f"| {device} | {model} | largest batch in {first['budget_bytes'] / MIB:,.0f} MiB | "
+                     + " | ".join(_largest_cell(entries.get(impl)) for impl in IMPLEMENTATIONS) + " |")
+    return lines
 
 
 def headline(latency: Dict, mem: Dict) -> List[str]:
@@ -257,6 +309,12 @@ def headline(latency: Dict, mem: Dict) -> List[str]:
     if peaks:
         lines.append("- peak extra memory of forward+backward at N=16: "
                      + ", ".join(f"{impl} {_memory_cell(peaks[impl])}" for impl in IMPLEMENTATIONS if impl in peaks))
+    trainable = {e["impl"]: e for e in mem.get("model_largest_batch", []) if e["device"] == "cpu"}
+    if trainable:
+        first = next(iter(trainable.values()))
+        lines.append(f"- largest trainable batch of the {first['model']} in {first['budget_bytes'] / MIB:,.0f} MiB: "
+                     + ", ".join(f"{impl} {_largest_cell(trainable[impl])}" for impl in IMPLEMENTATIONS
+                                 if impl in trainable))
     if lines:
         lines = ["", f"MuLA's Hourglass shape (N={HEADLINE_BATCH}, C 256, 64x64, 7x7, float32, CPU):"] + lines
     return lines
@@ -332,7 +390,7 @@ def render_plots(latency: Dict, mem: Dict, out: Path) -> List[str]:
     written.append(_save(figure, out / "fraction_of_peak.png"))
 
     for device in sorted({entry["device"] for entry in mem.get("peaks", []) + mem.get("largest_batch", [])}):
-        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+        figure, (left, right, model) = plt.subplots(1, 3, figsize=(14, 4.5))
         ok = [p for p in mem.get("peaks", []) if (p["status"], p["device"], p["dtype"]) == ("ok", device, "float32")]
         keys = sorted({(p["case"], p["batch"]) for p in ok})
         width = 0.8 / len(IMPLEMENTATIONS)
@@ -348,6 +406,12 @@ def render_plots(latency: Dict, mem: Dict, out: Path) -> List[str]:
         if entries:
             right.set(ylabel="batch", title=f"Largest batch in {entries[0]['budget_bytes'] / MIB:,.0f} MiB "
                                              f"(Hourglass, float32, {device})")
+        entries = [e for e in mem.get("model_largest_batch", [])
+                   if e["device"] == device and e["largest_batch"] is not None]
+        model.bar([e["impl"] for e in entries], [e["largest_batch"] for e in entries])
+        if entries:
+            model.set(ylabel="batch", title=f"Largest trainable batch in {entries[0]['budget_bytes'] / MIB:,.0f} MiB\n"
+                                            f"({entries[0]['model']}, {device})")
         written.append(_save(figure, out / f"memory_{device}.png"))
     plt.close("all")
     return written
@@ -383,6 +447,9 @@ def main(argv=None) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--budget-mib", type=int, default=None,
                         help="memory budget of the largest-batch search (default: 128 quick, 1024 full)")
+    parser.add_argument("--model-budget-mib", type=int, default=None,
+                        help="memory budget of the largest-trainable-batch search for the suite's MuLA model "
+                             "(default: 8192 in full mode; quick mode searches only when given)")
     parser.add_argument("--skip-memory", action="store_true", help="latency suites only")
     parser.add_argument("--render-only", action="store_true", help="re-render the results saved in --out")
     args = parser.parse_args(argv)
@@ -390,7 +457,8 @@ def main(argv=None) -> None:
     command = "python -m benchmarks.report" + (" --quick" if args.quick else "") + \
         (f" --threads {args.threads}" if args.threads != 2 else "") + \
         (f" --device {args.device}" if args.device != "auto" else "") + \
-        (f" --budget-mib {args.budget_mib}" if args.budget_mib else "")
+        (f" --budget-mib {args.budget_mib}" if args.budget_mib else "") + \
+        (f" --model-budget-mib {args.model_budget_mib}" if args.model_budget_mib else "")
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         started = time.perf_counter()
@@ -400,7 +468,8 @@ def main(argv=None) -> None:
         run_latency(mode, args.out.resolve(), args.threads, args.device)
         (args.out / "memory.json").unlink(missing_ok=True)  # never render another run's memory figures
         if not args.skip_memory:
-            run_memory(mode, args.out, args.threads, args.device, args.budget_mib or MODES[mode]["budget_mib"])
+            run_memory(mode, args.out, args.threads, args.device, args.budget_mib or MODES[mode]["budget_mib"],
+                       args.model_budget_mib or MODES[mode]["model_budget_mib"])
         print(f"benchmarks ran in {time.perf_counter() - started:.0f} s")
     report = render(args.out)
     print(report.read_text())

@@ -12,6 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks import memory, report
 from benchmarks.cases import (ConvCase, flops, make_inputs, minimal_bytes, mula_hourglass, tensor_bytes,
                               unfold_bytes)
+from benchmarks.training_step import ModelCase
+from mula_model import build_model
 from mula_ops import reference
 
 CASES = [ConvCase("depthwise", 2, 8, 8, 9, 11, 3, padding=1, groups=8),
@@ -102,6 +104,15 @@ def test_memory_probe_counts_what_the_pass_allocates():
     assert unfold_bytes(case, torch.float32) + 2 * plane_bytes <= unfold["peak_bytes"]
 
 
+def test_training_step_probe_counts_the_model_its_gradients_and_optimizer_state():
+    case = ModelCase("quick", 1)
+    parameter_bytes = sum(p.nbytes for p in build_model(case.config("mula_ops")).parameters())
+    one, two = (memory.measure("mula_ops", case.with_batch(n), threads=1) for n in (1, 2))
+    assert one["status"] == two["status"] == "ok", (one, two)
+    # Weights, their gradients and RMSprop's running averages all live at the step's end.
+    assert 3 * parameter_bytes <= one["peak_bytes"] < two["peak_bytes"]
+
+
 def fake_results(tmp_path):
     case = mula_hourglass(4)
 
@@ -120,7 +131,14 @@ def fake_results(tmp_path):
                                                                          ("unfold", 9000))]
     largest = [{"impl": impl, "device": "cpu", "budget_bytes": 128 << 20, "largest_batch": n}
                for impl, n in (("mula_ops", 40), ("grouped", 30), ("unfold", 0))]
-    (tmp_path / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest}))
+    model = "MuLA 2-stage Hourglass, 128px"
+    model_peaks = [{"impl": impl, "case": "MuLA-quick", "batch": 2, "device": "cpu", "status": "ok",
+                    "peak_bytes": mib << 20} for impl, mib in (("mula_ops", 300), ("grouped", 310), ("unfold", 400))]
+    model_largest = [{"impl": impl, "device": "cpu", "budget_bytes": 1 << 30, "largest_batch": n, "model": model}
+                     for impl, n in (("mula_ops", 7), ("grouped", 6), ("unfold", 5))]
+    (tmp_path / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest,
+                                                      "model_peaks": model_peaks,
+                                                      "model_largest_batch": model_largest}))
     (tmp_path / "machine.json").write_text(json.dumps(dict(report.machine_description(2),
                                                            command="python -m benchmarks.report --quick")))
 
@@ -138,6 +156,10 @@ def test_report_figures_match_hand_computation(tmp_path):
     assert "| hourglass N=16 | float32 | cpu | 10 MiB | 20 MiB | 9,000 MiB |" in text
     assert ("- forward: mula_ops 100.0 ms, 3.0x faster than grouped, 200.0x faster than unfold, "
             "10% of the measured matmul FLOP/s") in text
+    assert "| cpu | MuLA 2-stage Hourglass, 128px | memory at N=2 | 300 MiB | 310 MiB | 400 MiB |" in text
+    assert "| cpu | MuLA 2-stage Hourglass, 128px | largest batch in 1,024 MiB | 7 | 6 | 5 |" in text
+    assert ("- largest trainable batch of the MuLA 2-stage Hourglass, 128px in 1,024 MiB: "
+            "mula_ops 7, grouped 6, unfold 5") in text
     assert "- peak extra memory of forward+backward at N=16: mula_ops 10 MiB, grouped 20 MiB, unfold 9,000 MiB" in text
     assert "| cpu | 128 MiB | 40 | 30 | 0 |" in text
     assert "- unfold N=16: too big" in text
