@@ -161,7 +161,9 @@ def load_latency(path: Path) -> Dict:
         info, stats = bench["extra_info"], bench["stats"]
         if info.get("kind") == "op":
             key = (info["case"], info["batch"], info["direction"], info["dtype"], info["device"], info["impl"])
-            ops[key] = dict(info, min=stats["min"], median=stats["median"], rounds=stats["rounds"])
+            # CUDA: the GPU time between CUDA events, where the suite recorded it.
+            ops[key] = dict(info, min=info.get("cuda_event_min", stats["min"]),
+                            median=info.get("cuda_event_median", stats["median"]), rounds=stats["rounds"])
         elif info.get("kind") == "machine":
             entry = machine.setdefault(info["device"], {})
             if info["metric"] == "matmul":

@@ -172,3 +172,15 @@ def test_report_writes_png_plots(tmp_path):
     report.render(tmp_path)
     for name in ("latency_vs_batch.png", "speedup.png", "fraction_of_peak.png", "memory_cpu.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_takes_cuda_event_times_where_recorded(tmp_path):
+    fake_results(tmp_path)
+    results = json.loads((tmp_path / "latency.json").read_text())
+    results["benchmarks"][0]["extra_info"].update(cuda_event_min=0.05, cuda_event_median=0.06)
+    (tmp_path / "latency.json").write_text(json.dumps(results))
+    ops = report.load_latency(tmp_path / "latency.json")["ops"]
+    ours = ops[("hourglass", 4, "forward", "float32", "cpu", "mula_ops")]
+    grouped = ops[("hourglass", 4, "forward", "float32", "cpu", "grouped")]
+    assert (ours["min"], ours["median"]) == (0.05, 0.06)
+    assert (grouped["min"], grouped["median"]) == (0.3, 0.3)  # wall clock where no events were recorded

@@ -76,3 +76,12 @@ def test_torch_compile_reduce_overhead_cuda_graphs():
         expected_grads = torch.autograd.grad(expected.sum(), (x, w))
         for a, b in zip(grads, expected_grads):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_cuda_event_timer_measures_the_gpu_work():
+    from benchmarks.passes import cuda_event_seconds
+    # torch.cuda._sleep spins the GPU for a number of clock cycles: ten times
+    # the cycles take about ten times as long between the events.
+    short = min(cuda_event_seconds(lambda: torch.cuda._sleep(1_000_000), 5))
+    long = min(cuda_event_seconds(lambda: torch.cuda._sleep(10_000_000), 5))
+    assert 0 < short and 5 * short < long < 20 * short, (short, long)
