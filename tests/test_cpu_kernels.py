@@ -22,12 +22,15 @@ _ISA_CHILD = textwrap.dedent(r"""
 
     torch.manual_seed(0)
     # (kernel, stride, dilation, padding, groups): register-blocked paths
-    # (square 1/3/5/7, stride 1, any dilation) with row and vector tails, and
-    # the general loops (non-square, stride), grouped, padding beyond the span.
+    # (square 1/3/5/7; any dilation; at stride > 1 the forward over column
+    # phases) with row and vector tails, and the general loops (non-square,
+    # the strided backward), grouped, padding beyond the span.
     cases = [(1, 1, 1, 0, "dw"), (3, 1, 1, 1, "dw"), (5, 1, 1, 2, "dw"), (7, 1, 1, 3, "dw"),
              (7, 1, 1, 0, "dw"), (3, 1, 1, 4, "dw"), (3, 1, 1, 1, 2), ((2, 3), 1, 1, 1, "dw"),
              (3, 2, 1, 1, "dw"), (3, 1, 2, 2, 2), (5, 2, 2, 3, 1), (7, 1, 2, 6, "dw"),
-             (3, 1, 3, 1, "dw"), (5, 1, (1, 2), 5, "dw"), (3, 1, (3, 1), 7, 1)]
+             (3, 1, 3, 1, "dw"), (5, 1, (1, 2), 5, "dw"), (3, 1, (3, 1), 7, 1),
+             (7, 2, 1, 3, "dw"), (1, 2, 1, 0, 2), (3, 3, 2, 2, "dw"), (5, (1, 2), 1, 2, "dw"),
+             ((2, 3), 2, 1, 1, "dw")]
     tolerance = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
     for (k, s, d, p, g), size in itertools.product(cases, [(7, 9), (8, 32), (19, 37)]):
         kh, kw = (k, k) if isinstance(k, int) else k

@@ -185,14 +185,21 @@ inline int64_t clamp_to(int64_t value, int64_t low, int64_t high) {
   return value < low ? low : (value > high ? high : value);
 }
 
-// The filter size the register-blocked kernels take for this shape, or 0.
+// The filter size the register-blocked forward takes for this shape, or 0:
+// float accumulation and a square 1x1, 3x3, 5x5 or 7x7 filter, any stride
+// and dilation.
 template <typename Acc>
-int fast_kernel_size(const PlaneShape& s) {
-  if (!kIsFloat<Acc> || s.kernel_h != s.kernel_w || s.stride_h != 1 || s.stride_w != 1) {
-    return 0;
-  }
+int blocked_kernel_size(const PlaneShape& s) {
+  if (!kIsFloat<Acc> || s.kernel_h != s.kernel_w) return 0;
   const int64_t k = s.kernel_h;
   return (k == 1 || k == 3 || k == 5 || k == 7) ? static_cast<int>(k) : 0;
+}
+
+// The same for the stride-1 kernels, which also serve the backward (the
+// weight reduction, and grad_input as the flipped correlation).
+template <typename Acc>
+int fast_kernel_size(const PlaneShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 ? blocked_kernel_size<Acc>(s) : 0;
 }
 
 // Scratch plane sizes for one convolution. Accumulator rows are padded to
@@ -200,7 +207,9 @@ int fast_kernel_size(const PlaneShape& s) {
 // stored), and staged planes are wide enough for those pad columns.
 struct Geometry {
   int64_t out_cols;  // forward accumulator row length
-  int64_t in_rows, in_cols;  // input plane with its padding halo
+  // Input plane with its padding halo, a whole number of column phases wide
+  // (see stage_input_plane).
+  int64_t in_rows, in_cols;
   int64_t grad_in_cols;  // grad_input accumulator row length
   // grad_output plane with a zero margin of the filter's span, (k - 1) *
   // dilation, on every side: the flipped correlation for grad_input and the
@@ -211,8 +220,9 @@ struct Geometry {
     const int64_t lanes = Simd::kLanes;
     out_cols = round_up(s.out_width, lanes);
     in_rows = s.in_height + 2 * s.pad_h;
-    in_cols = max_of(s.in_width + 2 * s.pad_w,
-                     out_cols + (s.kernel_w - 1) * s.dilation_w);
+    in_cols = round_up(max_of(s.in_width + 2 * s.pad_w,
+                              out_cols * s.stride_w + (s.kernel_w - 1) * s.dilation_w),
+                       s.stride_w);
     grad_in_cols = round_up(s.in_width, lanes);
     go_top = (s.kernel_h - 1) * s.dilation_h;
     go_left = (s.kernel_w - 1) * s.dilation_w;
@@ -242,6 +252,42 @@ void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top,
   }
 }
 
+// The input plane with its padding halo, as the kernels read it. With a
+// column stride sw > 1 each staged row holds its columns split into sw
+// phases, column x at (x % sw) * (in_cols / sw) + x / sw, so that a tap's
+// strided reads along a row are one contiguous run (tap_column_start); with
+// sw = 1 that is the plain layout.
+template <typename T, typename Acc>
+void stage_input_plane(const T* src, const PlaneShape& s, const Geometry& g, Acc* buf) {
+  if (s.stride_w == 1) {
+    stage_plane(src, s.in_height, s.in_width, s.pad_h, s.pad_w, buf, g.in_rows, g.in_cols);
+    return;
+  }
+  const int64_t phase_cols = g.in_cols / s.stride_w;
+  for (int64_t r = 0; r < g.in_rows; ++r) {
+    Acc* dst = buf + r * g.in_cols;
+    const int64_t src_row = r - s.pad_h;
+    if (src_row < 0 || src_row >= s.in_height) {
+      std::memset(dst, 0, sizeof(Acc) * g.in_cols);
+      continue;
+    }
+    const T* src_line = src + src_row * s.in_width;
+    for (int64_t phase = 0; phase < s.stride_w; ++phase) {
+      Acc* run = dst + phase * phase_cols;
+      for (int64_t m = 0, col = phase - s.pad_w; m < phase_cols; ++m, col += s.stride_w) {
+        run[m] = col >= 0 && col < s.in_width ? to_acc(src_line[col]) : Acc(0);
+      }
+    }
+  }
+}
+
+// Where the reads of filter column j start in a row staged by
+// stage_input_plane: input column c * sw + j * dw is entry c of that run.
+inline int64_t tap_column_start(const PlaneShape& s, int64_t in_stride, int64_t j) {
+  const int64_t x = j * s.dilation_w;
+  return (x % s.stride_w) * (in_stride / s.stride_w) + x / s.stride_w;
+}
+
 template <typename T, typename Acc>
 void store_plane(const Acc* buf, int64_t buf_cols, int64_t rows, int64_t cols,
                  T* dst) {
@@ -253,13 +299,12 @@ void store_plane(const Acc* buf, int64_t buf_cols, int64_t rows, int64_t cols,
 }
 
 // Where a plane accumulates: in the output itself when it stores the
-// accumulation type and its rows suit the kernel (whole vectors for the fast
-// path, anything for the general loops), otherwise in scratch that is then
-// converted and stored.
+// accumulation type and its rows suit the kernel (whole vectors for the
+// register-blocked kernels, anything for the general loops), otherwise in
+// scratch that is then converted and stored.
 template <typename T>
-bool accumulates_in_place(const PlaneShape& s, int64_t width) {
-  return Storage<T>::kIsAcc &&
-         (fast_kernel_size<AccOf<T>>(s) == 0 || width % Simd::kLanes == 0);
+bool accumulates_in_place(bool blocked, int64_t width) {
+  return Storage<T>::kIsAcc && (!blocked || width % Simd::kLanes == 0);
 }
 
 template <typename T, typename Acc>
@@ -290,9 +335,21 @@ void load_filters(const T* src, int64_t filters, int64_t taps, bool flipped,
 // Register-blocked kernels (float, stride 1, K x K filter). Column dilation
 // only spaces the taps' loads; row dilation d splits the rows into d phases
 // (rows r = p mod d meet only input rows of phase p), each a problem with row
-// dilation 1 over every d-th row. ColStep is the column dilation: a
-// compile-time 1 in the common case (a runtime step costs registers), or an
-// int64_t.
+// dilation 1 over every d-th row. ColStep says where filter column j's reads
+// start (column_offset): j times the column dilation, a compile-time 1 in the
+// common case (a runtime step costs registers) or an int64_t; or, for a
+// strided forward, ColumnPhases.
+
+template <typename Step>
+inline int64_t column_offset(int j, Step dilation_w) {
+  return j * dilation_w;
+}
+
+// tap_column_start of each filter column, computed once per plane.
+struct ColumnPhases {
+  int64_t start[7];
+};
+inline int64_t column_offset(int j, const ColumnPhases& phases) { return phases.start[j]; }
 
 // Adds input row i of a tile to the output rows r in [r_begin, r_end), which
 // it meets through filter row i - r. Each input vector is loaded once and
@@ -312,7 +369,7 @@ __attribute__((always_inline)) inline void correlate_input_row(
     }
 #pragma GCC unroll 8
     for (int c = 0; c < CV; ++c) {
-      const V x = Simd::in_register(Simd::load(row + j * dilation_w + c * L));
+      const V x = Simd::in_register(Simd::load(row + column_offset(j, dilation_w) + c * L));
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         if (r >= r_begin && r < r_end) acc[r][c] = Simd::fma(taps[r], x, acc[r][c]);
@@ -405,6 +462,21 @@ void correlate_fast(const float* in, int64_t in_stride, const float* w, float* o
   }
 }
 
+// A strided forward: output row r reads input rows r * sh + i * dh, so
+// neighbouring output rows share no input row as they do at stride 1. Tiles
+// of one row by up to kColBlock vectors; in the column phases of the staged
+// input each tap's reads are contiguous.
+template <int K>
+void correlate_strided(const float* in, int64_t in_stride, const float* w, const PlaneShape& s,
+                       float* out, int64_t out_stride, int64_t vectors) {
+  ColumnPhases phases{};
+  for (int j = 0; j < K; ++j) phases.start[j] = tap_column_start(s, in_stride, j);
+  for (int64_t r = 0; r < s.out_height; ++r) {
+    correlate_rows<K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, phases, w,
+                         out + r * out_stride, out_stride, vectors);
+  }
+}
+
 // grad_w[kh][kw] = sum_{r,c} go[r][c] * in[r + kh * dh][c + kw * dw] for the
 // KB filter rows kh0 .. kh0 + KB - 1, one row phase at a time (see above).
 // Walking the input rows, each loaded input vector meets the KB grad_output
@@ -468,17 +540,19 @@ void weight_grad_fast(const float* in, int64_t in_stride, const float* go,
 // ---------------------------------------------------------------------------
 // General loops: any filter size, stride, dilation and padding.
 
-// out[r][c] += sum_{i,j} w[i][j] * in[r * sh + i * dh][c * sw + j * dw]
+// out[r][c] += sum_{i,j} w[i][j] * in[r * sh + i * dh][c * sw + j * dw],
+// the input staged by stage_input_plane.
 template <typename Acc>
 void correlate_general(const Acc* in, int64_t in_stride, const Acc* w,
                        const PlaneShape& s, Acc* out, int64_t out_stride) {
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t j = 0; j < s.kernel_w; ++j) {
       const Acc tap = w[i * s.kernel_w + j];
+      const int64_t column = tap_column_start(s, in_stride, j);
       for (int64_t r = 0; r < s.out_height; ++r) {
-        const Acc* src = in + (r * s.stride_h + i * s.dilation_h) * in_stride + j * s.dilation_w;
+        const Acc* src = in + (r * s.stride_h + i * s.dilation_h) * in_stride + column;
         Acc* dst = out + r * out_stride;
-        for (int64_t c = 0; c < s.out_width; ++c) dst[c] += tap * src[c * s.stride_w];
+        for (int64_t c = 0; c < s.out_width; ++c) dst[c] += tap * src[c];
       }
     }
   }
@@ -490,10 +564,11 @@ void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go,
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t j = 0; j < s.kernel_w; ++j) {
       Acc sum = 0;
+      const int64_t column = tap_column_start(s, in_stride, j);
       for (int64_t r = 0; r < s.out_height; ++r) {
-        const Acc* src = in + (r * s.stride_h + i * s.dilation_h) * in_stride + j * s.dilation_w;
+        const Acc* src = in + (r * s.stride_h + i * s.dilation_h) * in_stride + column;
         const Acc* grad = go + r * go_stride;
-        for (int64_t c = 0; c < s.out_width; ++c) sum += grad[c] * src[c * s.stride_w];
+        for (int64_t c = 0; c < s.out_width; ++c) sum += grad[c] * src[c];
       }
       grad_w[i * s.kernel_w + j] = sum;
     }
@@ -529,11 +604,11 @@ void input_grad_general(const Acc* go, int64_t go_stride, const Acc* w,
 // ---------------------------------------------------------------------------
 // Dispatch between the two, per plane.
 
-// Calls body(std::integral_constant<int, K>{}) with the register-blocked
-// filter size K for this shape; false when the shape takes the general loops.
-template <typename Acc, typename Body>
-bool with_fast_kernel_size(const PlaneShape& s, Body&& body) {
-  switch (fast_kernel_size<Acc>(s)) {
+// Calls body(std::integral_constant<int, K>{}) for a register-blocked filter
+// size k; false for 0 (the shape takes the general loops).
+template <typename Body>
+bool with_kernel_size(int k, Body&& body) {
+  switch (k) {
     case 1: body(std::integral_constant<int, 1>{}); return true;
     case 3: body(std::integral_constant<int, 3>{}); return true;
     case 5: body(std::integral_constant<int, 5>{}); return true;
@@ -558,11 +633,16 @@ void correlate(const Acc* in, int64_t in_stride, const Acc* w,
                int64_t out_stride) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
-    if (with_fast_kernel_size<Acc>(s, [&](auto k) {
+    if (with_kernel_size(fast_kernel_size<Acc>(s), [&](auto k) {
           with_column_step(s, [&](auto step) {
             correlate_fast<decltype(k)::value>(in, in_stride, w, out, out_stride, rows, vectors,
                                                s.dilation_h, step);
           });
+        })) {
+      return;
+    }
+    if (with_kernel_size(blocked_kernel_size<Acc>(s), [&](auto k) {
+          correlate_strided<decltype(k)::value>(in, in_stride, w, s, out, out_stride, vectors);
         })) {
       return;
     }
@@ -576,7 +656,7 @@ void weight_grad(const Acc* in, int64_t in_stride, const Acc* go,
                  Acc* grad_w) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
-    if (with_fast_kernel_size<Acc>(s, [&](auto k) {
+    if (with_kernel_size(fast_kernel_size<Acc>(s), [&](auto k) {
           with_column_step(s, [&](auto step) {
             weight_grad_fast<decltype(k)::value>(in, in_stride, go, go_stride, s.out_height,
                                                  vectors, s.dilation_h, step, grad_w);
@@ -641,7 +721,7 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* bias = static_cast<const T*>(a.bias);
   auto* output = static_cast<T*>(a.output);
 
-  const bool in_place = accumulates_in_place<T>(s, s.out_width);
+  const bool in_place = accumulates_in_place<T>(blocked_kernel_size<Acc>(s) != 0, s.out_width);
   const int64_t acc_stride = in_place ? s.out_width : g.out_cols;
   StagedGroup<Acc> staged(in_per_group, g.in_rows * g.in_cols);
   Scratch<Acc> out_buf(in_place ? 0 : s.out_height * g.out_cols);
@@ -660,8 +740,7 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
         const T* plane =
             input + (n * s.in_channels + group * in_per_group + icg) * s.in_height * s.in_width;
-        stage_plane(plane, s.in_height, s.in_width, s.pad_h, s.pad_w, staged.plane(icg),
-                    g.in_rows, g.in_cols);
+        stage_input_plane(plane, s, g, staged.plane(icg));
       }
     }
     for (int64_t icg = 0; icg < in_per_group; ++icg) {
@@ -691,7 +770,7 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0,
                                 g.in_rows * g.in_cols);
   Scratch<Acc> grad_w(in_per_group * taps);
-  const bool in_place = accumulates_in_place<T>(s, s.in_width);
+  const bool in_place = accumulates_in_place<T>(fast_kernel_size<Acc>(s) != 0, s.in_width);
   const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
   Scratch<Acc> grad_in_buf(want_input && !in_place ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
@@ -710,8 +789,7 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
       if (staged_input.needs_staging(n * s.groups + group)) {
         for (int64_t icg = 0; icg < in_per_group; ++icg) {
           const T* plane = input + (n * s.in_channels + group * in_per_group + icg) * in_plane;
-          stage_plane(plane, s.in_height, s.in_width, s.pad_h, s.pad_w, staged_input.plane(icg),
-                      g.in_rows, g.in_cols);
+          stage_input_plane(plane, s, g, staged_input.plane(icg));
         }
       }
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
@@ -744,7 +822,7 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   const auto* weight = static_cast<const T*>(a.weight);
   const bool flipped = fast_kernel_size<Acc>(s) != 0;
 
-  const bool in_place = accumulates_in_place<T>(s, s.in_width);
+  const bool in_place = accumulates_in_place<T>(fast_kernel_size<Acc>(s) != 0, s.in_width);
   const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
   StagedGroup<Acc> staged_grad_output(out_per_group, g.go_rows * g.go_cols);
   Scratch<Acc> grad_in_buf(in_place ? 0 : s.in_height * g.grad_in_cols);
