@@ -14,10 +14,10 @@
 //   filter tap against the staged input plane) and grad_input (the forward
 //   correlation with the flipped filter over the margin: a gather, no
 //   scatter).
-// Fast paths: float accumulation, stride 1 and a square 1x1, 3x3, 5x5 or
-// 7x7 filter (any dilation), with register-blocked tiles. Everything else
-// takes the general loops, which handle any size, stride, dilation and
-// padding.
+// Fast paths: float accumulation and a square 1x1, 3x3, 5x5 or 7x7 filter
+// (any dilation), with register-blocked tiles: every pass at stride 1, the
+// forward at any stride. Everything else takes the general loops, which
+// handle any size, stride, dilation and padding.
 //
 // Within a plane every sum runs in a fixed order, and planes never share an
 // output element, so results do not depend on the thread count.
