@@ -8,7 +8,7 @@ import torch
 
 from benchmarks.cases import DTYPES, flops, minimal_bytes, unfold_bytes
 from benchmarks.memory import unfold_cannot_fit
-from benchmarks.passes import cuda_event_seconds, make_pass
+from benchmarks.passes import cuda_event_seconds, make_pass, synchronized_pass
 
 GB = 1e9
 
@@ -32,7 +32,8 @@ def test_dynamic_conv2d(benchmark, record_best_time, request, case, direction, d
         if reason:
             pytest.skip(reason)
     try:
-        run = make_pass(impl, case, torch_dtype, device, direction)
+        work = make_pass(impl, case, torch_dtype, device, direction, synchronized=False)
+        run = synchronized_pass(work, device)
         run()  # warm-up: first-call setup (kernel selection, oneDNN primitives) is not timed
     except ImportError as error:
         pytest.skip(f"mula_ops cannot be imported: {error}")
@@ -48,8 +49,6 @@ def test_dynamic_conv2d(benchmark, record_best_time, request, case, direction, d
         # The wall clock around a synchronised call also counts the launch and
         # the synchronisation; CUDA events time the GPU work itself, over as
         # many rounds. The report uses these for CUDA.
-        times = sorted(cuda_event_seconds(make_pass(impl, case, torch_dtype, device, direction,
-                                                    synchronized=False),
-                                          benchmark.stats.stats.rounds))
+        times = sorted(cuda_event_seconds(work, benchmark.stats.stats.rounds))
         benchmark.extra_info.update(cuda_event_min=times[0], cuda_event_median=times[len(times) // 2])
     record_best_time(benchmark, impl)

@@ -55,9 +55,12 @@ def make_pass(impl: str, case: ConvCase, dtype: torch.dtype, device: str, direct
     else:
         raise ValueError(f"make_pass: expected direction to be one of forward, backward, "
                          f"forward+backward, got {direction!r}")
-    if not synchronized:
-        return work
+    return synchronized_pass(work, device) if synchronized else work
 
+
+def synchronized_pass(work: Callable[[], None], device: str) -> Callable[[], None]:
+    """`work` followed by a wait for its GPU work, so a timer around a call
+    measures the work itself."""
     def run():
         work()
         synchronize(device)
