@@ -345,7 +345,8 @@ inline int64_t column_offset(int j, Step dilation_w) {
   return j * dilation_w;
 }
 
-// tap_column_start of each filter column, computed once per plane.
+// tap_column_start of each filter column, computed once per plane; 7 is the
+// largest filter size the register-blocked kernels take (blocked_kernel_size).
 struct ColumnPhases {
   int64_t start[7];
 };
