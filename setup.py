@@ -81,7 +81,6 @@ def make_extension():
         "mula_ops._C", csrc + cuda_sources,
         include_dirs=[os.path.join(ROOT, "csrc")] + nvidia_wheel_include_dirs(),
         library_dirs=cuda_library_dirs(),
-        define_macros=[("MULA_WITH_CUDA", "1")],
         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags}, extra_link_args=link_flags)
 
 

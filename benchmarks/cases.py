@@ -6,9 +6,11 @@ from typing import Callable, Dict, Tuple
 
 import torch
 
+from mula_ops import IMPLEMENTATIONS
+from mula_ops._arguments import output_size
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-IMPLEMENTATIONS = ("mula_ops", "grouped", "unfold")
-REFERENCES = ("grouped", "unfold")
+REFERENCES = IMPLEMENTATIONS[1:]
 DIRECTIONS = ("forward", "backward", "forward+backward")
 
 
@@ -36,9 +38,8 @@ class ConvCase:
         return replace(self, batch=batch)
 
     def output_size(self) -> Tuple[int, int]:
-        span = self.dilation * (self.kernel - 1) + 1
-        return ((self.height + 2 * self.padding - span) // self.stride + 1,
-                (self.width + 2 * self.padding - span) // self.stride + 1)
+        return tuple(output_size(size, self.kernel, self.stride, self.padding, self.dilation)
+                     for size in (self.height, self.width))
 
     def conv_args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)

@@ -131,6 +131,12 @@ inline ConvParams make_conv_params(const at::Tensor& input,
   return p;
 }
 
+// The output keeps the input's memory format, as F.conv2d does (the kernels
+// write NCHW; a channels_last input gets a channels_last copy of it).
+inline at::Tensor in_memory_format_of(const at::Tensor& output, const at::Tensor& input) {
+  return output.contiguous(input.suggest_memory_format());
+}
+
 inline void check_grad_output(const at::Tensor& grad_output,
                               const at::Tensor& input, const ConvParams& p) {
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == p.batch &&

@@ -15,7 +15,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from .config import BACKBONES, IMPLEMENTATIONS, NEXT_STAGE_INPUTS, DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from mula_ops import IMPLEMENTATIONS  # noqa: E402
+
+from .config import BACKBONES, NEXT_STAGE_INPUTS, DataConfig, ModelConfig, TrainConfig  # noqa: E402
 
 # The main job: a small MuLA that learns the synthetic people in minutes on a
 # 2-core CPU (measured in the README). Deviations from the spec's defaults:
@@ -159,8 +161,8 @@ def command_demo(args) -> dict:
     """Trains the small demo MuLA on synthetic people, evaluates it on held-out
     ones and writes a picture of its predictions."""
     from .evaluate import evaluate_model, format_summary
-    from .train import LAST, load_trained, synthetic_validation, train
     from .predict import save_prediction_grid
+    from .train import LAST, load_trained, synthetic_validation, train
     started = time.perf_counter()
     out = Path(args.out)
     model_config = ModelConfig(**DEMO_MODEL, implementation=args.implementation)

@@ -4,9 +4,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+from mula_ops import IMPLEMENTATIONS
+
 BACKBONES = ("hourglass", "vgg")
 NEXT_STAGE_INPUTS = ("preliminary", "refined")
-IMPLEMENTATIONS = ("mula_ops", "grouped", "unfold")
 
 
 @dataclass

@@ -11,8 +11,15 @@ import torch
 
 from . import metrics
 from .amp import autocast
-from .data import (FLIP_HEATMAP_CHANNELS, heatmaps_to_joints, labels_to_original, make_loader,
-                   points_to_original, write_label_png, write_pose_csv)
+from .data import (
+    FLIP_HEATMAP_CHANNELS,
+    heatmaps_to_joints,
+    labels_to_original,
+    make_loader,
+    points_to_original,
+    write_label_png,
+    write_pose_csv,
+)
 from .data.targets import REFERENCE_INPUT_SIZE
 
 BLUR_SIGMA_AT_256 = 3.0

@@ -122,7 +122,8 @@ class ConfusionMatrix:
             "pixel_accuracy": 100.0 * correct.sum() / total if total else float("nan"),
             "mean_accuracy": nanmean(accuracy),
             "mean_iou": nanmean(iou),
-            "frequency_weighted_iou": 100.0 * float((frequency[present] * iou[present]).sum()) if total else float("nan"),
+            "frequency_weighted_iou": (100.0 * float((frequency[present] * iou[present]).sum()) if total
+                                       else float("nan")),
             "iou": 100.0 * iou,
             "accuracy": 100.0 * accuracy,
         }

@@ -9,8 +9,17 @@ import numpy as np
 import torch
 
 from . import visualize
-from .data import (EvalTransform, PersonRecord, atomic_write, heatmaps_to_joints, labels_to_original,
-                   normalize_joints, points_to_original, read_rgb, save_image)
+from .data import (
+    EvalTransform,
+    PersonRecord,
+    atomic_write,
+    heatmaps_to_joints,
+    labels_to_original,
+    normalize_joints,
+    points_to_original,
+    read_rgb,
+    save_image,
+)
 from .data.targets import REFERENCE_INPUT_SIZE
 from .evaluate import BLUR_SIGMA_AT_256, predict_batch
 
@@ -58,12 +67,14 @@ def predict_images(model, image_paths: List[str], out_dir, input_size: int, devi
 
 def save_prediction_grid(path, model, dataset, count: int, input_size: int, device="cpu") -> Path:
     """One picture of the first `count` records of a data set, a row each:
-    skeleton and parsing of the prediction, then of the ground truth."""
+    skeleton and parsing of the prediction, then of the ground truth, under
+    a strip that names the four columns."""
     rows = []
     for index in range(min(count, len(dataset))):
         record = dataset.record(index)
         outputs = predict_record(model, record, input_size, device)
         rows.append(np.concatenate([visualize.render_prediction(record.image, outputs["joints"], outputs["parsing"]),
                                     visualize.render_prediction(record.image, record.joints, record.parsing)], axis=1))
-    save_image(path, np.concatenate(rows, axis=0))
+    titles = ["predicted pose", "predicted parsing", "true pose", "true parsing"]
+    save_image(path, visualize.with_column_titles(np.concatenate(rows, axis=0), titles))
     return Path(path)

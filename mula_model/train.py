@@ -30,7 +30,8 @@ def build_datasets(data: DataConfig, input_size: int, seed: int):
     train_transform = TrainTransform(input_size=input_size, sigma=data.heatmap_sigma, scale_range=data.scale_range,
                                      seed=seed)
     if data.root is not None:
-        return LIPDataset(data.root, "train", train_transform), LIPDataset(data.root, "val", EvalTransform(input_size, data.heatmap_sigma))
+        val = LIPDataset(data.root, "val", EvalTransform(input_size, data.heatmap_sigma))
+        return LIPDataset(data.root, "train", train_transform), val
     train = SyntheticPeople(data.synthetic_train, seed=data.synthetic_seed, image_size=data.synthetic_size(input_size),
                             transform=train_transform, accessories=data.synthetic_accessories)
     return train, synthetic_validation(data, input_size)

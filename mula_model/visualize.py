@@ -1,6 +1,6 @@
 """Pictures of predictions: the skeleton drawn on the image and the parsing as a colour overlay."""
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .data.files import save_image
 from .data.record import JOINT_NAMES, NUM_PARTS, SKELETON
@@ -76,6 +76,20 @@ def render_prediction(image, joints=None, parsing=None):
     if parsing is not None:
         panels.append(overlay_parsing(image, parsing))
     return np.concatenate(panels, axis=1)
+
+
+def with_column_titles(picture, titles, height=16):
+    """The picture below a white strip that names its columns: len(titles)
+    equal columns, each title centred above its own."""
+    picture = np.asarray(picture, dtype=np.uint8)
+    strip = Image.new("RGB", (picture.shape[1], height), (255, 255, 255))
+    draw, font = ImageDraw.Draw(strip), ImageFont.load_default()
+    column = picture.shape[1] / len(titles)
+    for index, title in enumerate(titles):
+        left, top, right, bottom = draw.textbbox((0, 0), title, font=font)
+        draw.text((column * (index + 0.5) - (right - left) / 2, (height - (bottom - top)) / 2 - top), title,
+                  fill=(0, 0, 0), font=font)
+    return np.concatenate([np.asarray(strip), picture], axis=0)
 
 
 def save_prediction(path, image, joints=None, parsing=None):

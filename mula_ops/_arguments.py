@@ -33,7 +33,8 @@ def normalize(weight: Tensor, stride: IntOrPair, padding, dilation: IntOrPair) -
         if padding == "valid":
             return ConvArgs(stride_, (0, 0), dilation_, (0, 0))
         if padding != "same":
-            raise ValueError(f"dynamic_conv2d: expected padding to be an int, a pair, 'same' or 'valid', got {padding!r}")
+            raise ValueError("dynamic_conv2d: expected padding to be an int, a pair, 'same' or 'valid', "
+                             f"got {padding!r}")
         if stride_ != (1, 1):
             raise ValueError(f"dynamic_conv2d: padding='same' expects stride 1, got stride={stride_}")
         if weight.dim() < 2:
@@ -43,6 +44,11 @@ def normalize(weight: Tensor, stride: IntOrPair, padding, dilation: IntOrPair) -
         extra = tuple(t - 2 * b for t, b in zip(totals, before))
         return ConvArgs(stride_, before, dilation_, extra)
     return ConvArgs(stride_, pair(padding, "padding"), dilation_, (0, 0))
+
+
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """F.conv2d's output size along one axis (the Python twin of csrc's)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def pad_extra(input: Tensor, args: ConvArgs) -> Tensor:

@@ -27,9 +27,17 @@ def dynamic_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
         groups: as in ``F.conv2d``; ``groups = C_in = C_out`` is depthwise.
 
     Returns:
-        (N, C_out, H_out, W_out) with F.conv2d's output size, contiguous.
+        (N, C_out, H_out, W_out) with F.conv2d's output size, in the input's
+        memory format (contiguous, or channels_last for a channels_last input).
         Equal to ``F.conv2d(input[n:n+1], weight[n], ...)`` for every n.
     """
+    return call_operator(torch.ops.mula_ops.dynamic_conv2d, input, weight, bias, stride, padding, dilation,
+                         groups)
+
+
+def call_operator(operator, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
+    """Checks and normalises F.conv2d-style arguments and calls ``operator``
+    (mula_ops' op, or the tests' emulated CUDA op of the same schema)."""
     _check_tensor(input, "input")
     _check_tensor(weight, "weight")
     if bias is not None:
@@ -37,8 +45,8 @@ def dynamic_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None,
     if not isinstance(groups, int) or isinstance(groups, bool):
         raise TypeError(f"dynamic_conv2d: expected groups to be an int, got {groups!r}")
     args = normalize(weight, stride, padding, dilation)
-    return torch.ops.mula_ops.dynamic_conv2d(pad_extra(input, args), weight, bias, list(args.stride),
-                                             list(args.padding), list(args.dilation), groups)
+    return operator(pad_extra(input, args), weight, bias, list(args.stride), list(args.padding),
+                    list(args.dilation), groups)
 
 
 def dynamic_depthwise_conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._arguments import normalize, pad_extra
+from ._arguments import normalize, output_size, pad_extra
 
 __all__ = ["unfold", "grouped", "IMPLEMENTATIONS"]
 
@@ -31,8 +31,7 @@ def unfold(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     input = pad_extra(input, args)
     n, c_in, h, w = input.shape
     _, c_out, c_per_group, kh, kw = weight.shape
-    out_h = (h + 2 * args.padding[0] - args.dilation[0] * (kh - 1) - 1) // args.stride[0] + 1
-    out_w = (w + 2 * args.padding[1] - args.dilation[1] * (kw - 1) - 1) // args.stride[1] + 1
+    out_h, out_w = (output_size(*sizes) for sizes in zip((h, w), (kh, kw), args.stride, args.padding, args.dilation))
     # (N, C_in * kH * kW, L): every input pixel copied kH * kW times.
     columns = F.unfold(input, (kh, kw), dilation=args.dilation, padding=args.padding, stride=args.stride)
     columns = columns.view(n, groups, c_per_group * kh * kw, out_h * out_w)
@@ -57,4 +56,4 @@ def grouped(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride
     return out.view(n, c_out, out.shape[-2], out.shape[-1])
 
 
-IMPLEMENTATIONS = {"unfold": unfold, "grouped": grouped}
+IMPLEMENTATIONS = {"grouped": grouped, "unfold": unfold}

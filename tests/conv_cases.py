@@ -63,15 +63,40 @@ def _matrix():
     for bias in biases:
         cases.append(ConvCase(0, 4, 4, 9, 9, (3, 3), padding=(1, 1), groups=4, bias=bias))
         cases.append(ConvCase(0, 3, 4, 9, 9, (3, 3), stride=(2, 2), bias=bias))
-    # Wide groups: a thread's chunk of output planes spans many planes of one
-    # group, so the kernels reuse a group's staged planes across them.
-    cases.append(ConvCase(2, 6, 48, 11, 13, (3, 3), padding=(1, 1), groups=3, bias="per_sample"))
-    cases.append(ConvCase(2, 8, 32, 12, 10, (3, 3), stride=(2, 2), padding=(1, 1), groups=2))
-    return cases
+    return cases + WIDE_GROUPS_CASES
 
 
+# Wide groups: a thread's chunk of output planes spans many planes of one
+# group, so the kernels reuse a group's staged planes across them.
+WIDE_GROUPS_CASES = [
+    ConvCase(2, 6, 48, 11, 13, (3, 3), padding=(1, 1), groups=3, bias="per_sample"),
+    ConvCase(2, 8, 32, 12, 10, (3, 3), stride=(2, 2), padding=(1, 1), groups=2),
+]
 CASES = _matrix()
-WIDE_GROUPS_CASES = CASES[-2:]
+
+# Representative small cases, named for what they exercise, where a test is too
+# slow for the whole matrix (gradcheck, gradgradcheck, every dtype).
+NAMED_CASES = {
+    "depthwise_3x3": ConvCase(2, 3, 3, 7, 6, (3, 3), padding=(1, 1), groups=3, bias="per_sample"),
+    "groups2_strided_dilated": ConvCase(2, 4, 6, 6, 7, (3, 2), stride=(2, 1), padding=(1, 0),
+                                        dilation=(1, 2), groups=2, bias="shared"),
+    "dense_strided_dilated": ConvCase(1, 2, 3, 5, 5, (3, 3), stride=(2, 2), dilation=(2, 2), padding=(2, 1)),
+    "depthwise_7x7": ConvCase(2, 2, 2, 8, 8, (7, 7), padding=(3, 3), groups=2),
+    "dense_1x1_strided_dilated": ConvCase(3, 3, 4, 15, 17, (1, 1), stride=(2, 2), padding=(1, 1),
+                                          dilation=(2, 2)),
+    "depthwise_1x1_strided": ConvCase(1, 5, 5, 15, 17, (1, 1), stride=(2, 2), padding=(0, 1), groups=5,
+                                      bias="shared"),
+    "groups2_3x3_dilated": ConvCase(3, 4, 6, 15, 17, (3, 3), padding=(1, 0), dilation=(2, 2), groups=2,
+                                    bias="per_sample"),
+    "depthwise_3x3_asymmetric_padding": ConvCase(1, 5, 5, 15, 17, (3, 3), padding=(0, 2), groups=5,
+                                                 bias="per_sample"),
+    "dense_5x5_strided_dilated": ConvCase(3, 3, 4, 15, 17, (5, 5), stride=(2, 2), padding=(3, 1),
+                                          dilation=(2, 2)),
+    "groups2_5x5_strided": ConvCase(1, 4, 6, 15, 17, (5, 5), stride=(2, 2), padding=(0, 3), groups=2),
+    "depthwise_7x7_dilated": ConvCase(3, 5, 5, 15, 17, (7, 7), padding=(5, 6), dilation=(2, 2), groups=5),
+    "depthwise_3x5_strided": ConvCase(1, 5, 5, 15, 17, (3, 5), stride=(2, 2), padding=(2, 5), groups=5,
+                                      bias="shared"),
+}
 
 
 def make_inputs(case: ConvCase, dtype=torch.float64, device="cpu", seed=0, requires_grad=False):

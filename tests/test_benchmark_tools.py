@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import memory, report
-from benchmarks.cases import (ConvCase, flops, make_inputs, minimal_bytes, mula_hourglass, tensor_bytes,
-                              unfold_bytes)
+from benchmarks.cases import ConvCase, flops, make_inputs, minimal_bytes, mula_hourglass, tensor_bytes, unfold_bytes
 from benchmarks.training_step import ModelCase
 from mula_model import build_model
 from mula_ops import reference

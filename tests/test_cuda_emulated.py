@@ -9,11 +9,12 @@ import os
 
 import pytest
 import torch
+from conv_cases import CASES, ConvCase, make_inputs, per_sample_conv2d
 from torch.utils import cpp_extension
 
-from conv_cases import CASES, ConvCase, make_inputs, per_sample_conv2d
 from mula_ops import reference
-from mula_ops._arguments import normalize, pad_extra
+from mula_ops._registrations import register
+from mula_ops.functional import call_operator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
@@ -21,6 +22,8 @@ CSRC = os.path.join(ROOT, "csrc")
 
 @pytest.fixture(scope="module")
 def emulated():
+    """torch.ops.mula_emulated: the emulated kernels, with the fake kernels and
+    autograd of mula_ops itself (mula_ops/_registrations.py)."""
     build_directory = os.path.join(ROOT, "build", "emulated_cuda")
     os.makedirs(build_directory, exist_ok=True)
     cpp_extension.load(
@@ -33,37 +36,13 @@ def emulated():
         is_python_module=False,
         verbose=False,
     )
+    register("mula_emulated")
     return torch.ops.mula_emulated
-
-
-class _EmulatedConv2d(torch.autograd.Function):
-    """Autograd over the emulated forward and fused backward ops, as
-    mula_ops/_registrations.py does for the real ones."""
-
-    @staticmethod
-    def forward(ctx, ops, input, weight, bias, stride, padding, dilation, groups):
-        ctx.save_for_backward(input, weight)
-        ctx.ops, ctx.hyper_parameters = ops, (stride, padding, dilation, groups)
-        ctx.shared_bias = bias is not None and bias.dim() == 1
-        return ops.dynamic_conv2d(input, weight, bias, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors
-        mask = list(ctx.needs_input_grad[1:4])
-        grad_input, grad_weight, grad_bias = ctx.ops.dynamic_conv2d_backward(
-            grad_output, input, weight, *ctx.hyper_parameters, mask)
-        if mask[2] and ctx.shared_bias:
-            grad_bias = grad_bias.sum(0)
-        return (None, grad_input if mask[0] else None, grad_weight if mask[1] else None,
-                grad_bias if mask[2] else None, None, None, None, None)
 
 
 def conv(ops, input, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
     """The emulated kernels behind mula_ops.dynamic_conv2d's argument handling."""
-    args = normalize(weight, stride, padding, dilation)
-    return _EmulatedConv2d.apply(ops, pad_extra(input, args), weight, bias, list(args.stride),
-                                 list(args.padding), list(args.dilation), groups)
+    return call_operator(ops.dynamic_conv2d, input, weight, bias, stride, padding, dilation, groups)
 
 
 def _leaves(tensors):
@@ -104,31 +83,34 @@ def test_matches_oracle_float64(emulated, case):
 # Planes larger than one 32 x 32 tile (edges, several tiles per plane, the
 # two-pass weight gradient), the tile shrunk to fit shared memory, and the
 # register-filter and generic kernels at these sizes.
-TILED_CASES = [
-    ConvCase(1, 2, 2, 41, 37, (7, 7), padding=(3, 3), groups=2, bias="per_sample"),
-    ConvCase(2, 2, 2, 70, 45, (5, 5), stride=(2, 2), padding=(2, 1), groups=2, bias="shared"),
-    ConvCase(1, 4, 2, 35, 40, (2, 4), padding=(1, 2), dilation=(2, 1), groups=2, bias="shared"),
-    ConvCase(1, 3, 2, 34, 33, (3, 3), padding=(1, 1)),
-    ConvCase(1, 1, 1, 90, 90, (5, 5), dilation=(12, 12), bias="shared"),
-]
+TILED_CASES = {
+    "split_7x7": ConvCase(1, 2, 2, 41, 37, (7, 7), padding=(3, 3), groups=2, bias="per_sample"),
+    "split_5x5_strided": ConvCase(2, 2, 2, 70, 45, (5, 5), stride=(2, 2), padding=(2, 1), groups=2,
+                                  bias="shared"),
+    "split_generic_dilated": ConvCase(1, 4, 2, 35, 40, (2, 4), padding=(1, 2), dilation=(2, 1), groups=2,
+                                      bias="shared"),
+    "split_dense_3x3": ConvCase(1, 3, 2, 34, 33, (3, 3), padding=(1, 1)),
+    "shrunk_tile_dilated": ConvCase(1, 1, 1, 90, 90, (5, 5), dilation=(12, 12), bias="shared"),
+}
 
 
-@pytest.mark.parametrize("case", TILED_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", TILED_CASES.values(), ids=lambda c: c.id)
 def test_tiled_planes_match_oracle(emulated, case):
     check_against_oracle(emulated, case)
 
 
-LOW_PRECISION_CASES = [
-    ConvCase(2, 4, 4, 12, 10, (7, 7), padding=(3, 3), groups=4, bias="per_sample"),
-    ConvCase(1, 4, 6, 9, 11, (3, 5), stride=(2, 1), padding=(1, 2), groups=2, bias="shared"),
-    ConvCase(1, 2, 2, 40, 36, (3, 3), padding=(1, 1), groups=2),
-]
+LOW_PRECISION_CASES = {
+    "depthwise_7x7": ConvCase(2, 4, 4, 12, 10, (7, 7), padding=(3, 3), groups=4, bias="per_sample"),
+    "groups2_3x5_strided": ConvCase(1, 4, 6, 9, 11, (3, 5), stride=(2, 1), padding=(1, 2), groups=2,
+                                    bias="shared"),
+    "split_depthwise_3x3": ConvCase(1, 2, 2, 40, 36, (3, 3), padding=(1, 1), groups=2),
+}
 # float32 accumulates in float32; the half types in float32 and round once.
 TOLERANCES = {torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.float16: 4e-3}
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
-@pytest.mark.parametrize("case", LOW_PRECISION_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", LOW_PRECISION_CASES.values(), ids=lambda c: c.id)
 def test_lower_precision_against_float64(emulated, case, dtype):
     check_against_oracle(emulated, case, dtype, TOLERANCES[dtype])
 
@@ -147,7 +129,21 @@ def test_gradcheck_float64(emulated, case, fast_mode):
                                     fast_mode=fast_mode)
 
 
-@pytest.mark.parametrize("case", [LOW_PRECISION_CASES[1], TILED_CASES[0]], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [c for c, _ in GRADCHECK_CASES] + [
+    ConvCase(1, 2, 2, 5, 5, (3, 3), stride=(2, 2), padding=(1, 1), dilation=(2, 2), groups=2,
+             bias="per_sample"),
+    ConvCase(1, 2, 2, 4, 5, (1, 1), padding=(1, 0), groups=1, bias="shared")], ids=lambda c: c.id)
+def test_gradgradcheck_float64(emulated, case):
+    """Second-order gradients through mula_ops' autograd of the fused
+    backward, here on the emulated CUDA kernels (depthwise, general groups,
+    dense, stride, dilation, both bias modes)."""
+    x, w, b = make_inputs(case, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda *t: conv(emulated, *t, **case.kwargs), (x, w, b),
+                                        fast_mode=True)
+
+
+@pytest.mark.parametrize("case", [LOW_PRECISION_CASES["groups2_3x5_strided"], TILED_CASES["split_7x7"]],
+                         ids=lambda c: c.id)
 def test_only_requested_gradients_are_computed(emulated, case):
     """The fused backward with one output requested gives exactly that output
     of the full backward (general groups and stride; a split 7x7 plane)."""
@@ -180,15 +176,21 @@ def test_empty_input_plane_still_sums_grad_bias(emulated):
     torch.testing.assert_close(grad_bias, grad_output.sum((2, 3)), rtol=1e-12, atol=1e-12)
 
 
-def test_bitwise_deterministic(emulated):
-    case = TILED_CASES[0]
+@pytest.mark.parametrize("case", [TILED_CASES["split_7x7"], TILED_CASES["split_5x5_strided"]],
+                         ids=lambda c: c.id)
+def test_bitwise_independent_of_block_order(emulated, case):
+    """The emulator runs every launch's blocks in a different shuffled order
+    (as a GPU may schedule them), so repeated calls differ in order only: a
+    kernel whose result depended on it (a float atomic, a block reading
+    another's output) would give different bits here."""
     x, w, b = make_inputs(case, dtype=torch.float32)
-    grad_output = torch.randn(1, 2, 41, 37)
     args = (case.stride, case.padding, case.dilation, case.groups)
-    first = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True])
-    second = emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True])
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
-    assert torch.equal(emulated.dynamic_conv2d(x, w, b, *args), emulated.dynamic_conv2d(x, w, b, *args))
+    grad_output = torch.randn_like(emulated.dynamic_conv2d(x, w, b, *args))
+    runs = [(emulated.dynamic_conv2d(x, w, b, *args),
+             *emulated.dynamic_conv2d_backward(grad_output, x, w, *args, [True, True, True]))
+            for _ in range(4)]
+    for run in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(run, runs[0]))
 
 
 def test_bad_input_gets_the_shared_checks(emulated):

@@ -3,9 +3,9 @@ CUDA graphs (torch.compile mode='reduce-overhead'). Skipped without a GPU; the
 op tests in test_dynamic_conv.py also run on 'cuda' when one is present."""
 import pytest
 import torch
+from conv_cases import CASES, ConvCase, make_inputs
 
 import mula_ops
-from conv_cases import CASES, ConvCase, make_inputs
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")]

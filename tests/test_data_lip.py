@@ -5,8 +5,15 @@ import os
 import numpy as np
 import pytest
 
-from mula_model.data import (AnnotationError, EvalTransform, LIPDataset, SyntheticPeople, make_loader, read_val_csv,
-                             write_lip_dataset)
+from mula_model.data import (
+    AnnotationError,
+    EvalTransform,
+    LIPDataset,
+    SyntheticPeople,
+    make_loader,
+    read_val_csv,
+    write_lip_dataset,
+)
 from mula_model.data.lip import VAL_CSV, annotation_path
 
 

@@ -4,8 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from mula_model.data import (FLIP_PARTS, PART, EvalTransform, SyntheticPeople, TrainTransform, labels_to_original,
-                             make_loader, points_to_original, tensor_to_image)
+from mula_model.data import (
+    FLIP_PARTS,
+    PART,
+    EvalTransform,
+    SyntheticPeople,
+    TrainTransform,
+    labels_to_original,
+    make_loader,
+    points_to_original,
+    tensor_to_image,
+)
 from mula_model.data.transforms import transform_points, warp_image, warp_labels
 
 # Joints drawn strictly inside one side-specific part (wrists on the forearm, ankles under the shoe).

@@ -4,17 +4,14 @@ import importlib
 
 import pytest
 import torch
+from conv_cases import CASES, NAMED_CASES, WIDE_GROUPS_CASES, ConvCase, make_inputs, per_sample_conv2d
 
 import mula_ops
-from conv_cases import CASES, WIDE_GROUPS_CASES, ConvCase, make_inputs, per_sample_conv2d
 from mula_ops import reference
 
-SMALL_CASES = [
-    ConvCase(2, 3, 3, 7, 6, (3, 3), padding=(1, 1), groups=3, bias="per_sample"),
-    ConvCase(2, 4, 6, 6, 7, (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2, bias="shared"),
-    ConvCase(1, 2, 3, 5, 5, (3, 3), stride=(2, 2), dilation=(2, 2), padding=(2, 1)),
-    ConvCase(2, 2, 2, 8, 8, (7, 7), padding=(3, 3), groups=2),
-]
+# Depthwise, general groups, dense; stride, dilation, both bias modes.
+SMALL_CASES = [NAMED_CASES[name] for name in
+               ("depthwise_3x3", "groups2_strided_dilated", "dense_strided_dilated", "depthwise_7x7")]
 
 
 def _clone_grad_inputs(tensors):
@@ -53,8 +50,42 @@ def test_gradcheck(case, device):
     assert torch.autograd.gradcheck(lambda *t: mula_ops.dynamic_conv2d(*t, **case.kwargs), (x, w, b))
 
 
+@pytest.mark.parametrize("wrt", ["all", "input", "weight"])
+@pytest.mark.parametrize("case", SMALL_CASES, ids=lambda c: c.id)
+def test_gradgradcheck(case, wrt, device):
+    """Second-order gradients (gradient penalties, meta-learning) through the
+    fused backward's own autograd, against finite differences; 'input' and
+    'weight' leave the other operand constant, so the backward runs with a
+    partial output_mask."""
+    x, w, b = make_inputs(case, device=device)
+    variables = {"all": [x, w] + ([b] if b is not None else []), "input": [x], "weight": [w]}[wrt]
+    for t in variables:
+        t.requires_grad_(True)
+
+    def conv(*leaves):
+        values = dict(zip([id(t) for t in variables], leaves))
+        return mula_ops.dynamic_conv2d(*[values.get(id(t), t) if t is not None else None for t in (x, w, b)],
+                                       **case.kwargs)
+
+    assert torch.autograd.gradgradcheck(conv, variables)
+
+
+def test_second_order_gradient_is_not_zero(device):
+    """A gradient penalty on the input gradient reaches the filters (it was
+    once silently zero): its value against the grouped trick's, which is
+    differentiated by PyTorch's own conv."""
+    case = NAMED_CASES["depthwise_7x7"]
+    results = []
+    for conv in (mula_ops.dynamic_conv2d, reference.grouped):
+        x, w, b = make_inputs(case, device=device, requires_grad=True)
+        grad_x, = torch.autograd.grad(conv(x, w, b, **case.kwargs).square().sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(grad_x.square().sum(), w)[0])
+    assert results[1].abs().max() > 0
+    torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-10)
+
+
 def test_backward_skips_what_is_not_required(device):
-    case = SMALL_CASES[1]
+    case = NAMED_CASES["groups2_strided_dilated"]
     x, w, b = make_inputs(case, device=device)
     w.requires_grad_(True)
     out = mula_ops.dynamic_conv2d(x, w, b, **case.kwargs)
@@ -67,7 +98,8 @@ def test_backward_skips_what_is_not_required(device):
     torch.testing.assert_close(grads[1], w.grad)
 
 
-@pytest.mark.parametrize("case", SMALL_CASES[:2], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [NAMED_CASES["depthwise_3x3"], NAMED_CASES["groups2_strided_dilated"]],
+                         ids=lambda c: c.id)
 def test_opcheck(case, device):
     x, w, b = make_inputs(case, device=device, requires_grad=True)
     hyper = [list(case.stride), list(case.padding), list(case.dilation), case.groups]
@@ -123,7 +155,9 @@ def test_torch_export(device):
 # accumulation: allowed error = one unit in the last place of the result plus
 # float32 accumulation error, scaled by the sum of |terms| (the op on |x|, |w|).
 HALF_ULP = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7, torch.float32: 2.0 ** -22}
-HALF_CASES = [CASES[i] for i in (3, 17, 30, 45, 58)] + SMALL_CASES[:2] + WIDE_GROUPS_CASES
+HALF_CASES = [NAMED_CASES[name] for name in (
+    "dense_1x1_strided_dilated", "groups2_3x3_dilated", "groups2_5x5_strided", "depthwise_7x7_dilated",
+    "depthwise_3x5_strided", "depthwise_3x3", "groups2_strided_dilated")] + WIDE_GROUPS_CASES
 
 
 def _assert_within_ulp(actual, expected, magnitude, dtype, summed_over_samples=False):
@@ -163,7 +197,7 @@ def test_lower_precision_against_float64(case, dtype, device):
 
 
 def test_autocast_runs_in_lower_precision():
-    case = SMALL_CASES[0]
+    case = NAMED_CASES["depthwise_3x3"]
     x, w, b = make_inputs(case, dtype=torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = mula_ops.dynamic_conv2d(x, w, b, **case.kwargs)
@@ -172,8 +206,9 @@ def test_autocast_runs_in_lower_precision():
     assert torch.equal(out, expected)
 
 
-@pytest.mark.parametrize("case", [CASES[10], CASES[27], SMALL_CASES[1]] + WIDE_GROUPS_CASES,
-                         ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [NAMED_CASES[name] for name in (
+    "depthwise_1x1_strided", "dense_5x5_strided_dilated", "groups2_strided_dilated")] + WIDE_GROUPS_CASES,
+    ids=lambda c: c.id)
 def test_bitwise_deterministic_across_runs_and_threads(case, device):
     def run():
         x, w, b = make_inputs(case, dtype=torch.float32, device=device, requires_grad=True)
@@ -195,7 +230,7 @@ def test_bitwise_deterministic_across_runs_and_threads(case, device):
 
 @pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
 def test_non_contiguous_inputs(layout, device):
-    case = CASES[20]
+    case = NAMED_CASES["depthwise_3x3_asymmetric_padding"]
     x, w, b = make_inputs(case, device=device)
     expected = mula_ops.dynamic_conv2d(x, w, b, **case.kwargs)
     if layout == "channels_last":
@@ -211,11 +246,25 @@ def test_non_contiguous_inputs(layout, device):
     torch.testing.assert_close(mula_ops.dynamic_conv2d(x2, w2, b, **case.kwargs), expected, rtol=0, atol=0)
 
 
+def test_output_keeps_the_input_memory_format(device):
+    """As F.conv2d: a channels_last input gives a channels_last output, in
+    eager mode and from the fake kernel that torch.compile traces with."""
+    case = NAMED_CASES["groups2_strided_dilated"]
+    x, w, b = make_inputs(case, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
+    oracle = torch.nn.functional.conv2d(x, w[0], None, case.stride, case.padding, case.dilation, case.groups)
+    out = mula_ops.dynamic_conv2d(x, w, b, **case.kwargs)
+    assert out.stride() == oracle.stride() and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, mula_ops.dynamic_conv2d(x.contiguous(), w, b, **case.kwargs), rtol=0, atol=0)
+    fake = mula_ops.dynamic_conv2d(*[t.to("meta") for t in (x, w, b)], **case.kwargs)
+    assert fake.shape == out.shape and fake.stride() == out.stride()
+
+
 def test_depthwise_convenience_and_module(device):
     x, w, _ = make_inputs(ConvCase(2, 4, 4, 9, 9, (3, 3), padding=(1, 1), groups=4), device=device)
     expected = mula_ops.dynamic_conv2d(x, w, padding=1, groups=4)
     torch.testing.assert_close(mula_ops.dynamic_depthwise_conv2d(x, w[:, :, 0], padding=1), expected)
-    for implementation in ("mula_ops", "grouped", "unfold"):
+    for implementation in mula_ops.IMPLEMENTATIONS:
         module = mula_ops.DynamicConv2d(4, 4, 3, padding=1, groups=4, implementation=implementation)
         torch.testing.assert_close(module(x, w[:, :, 0]), expected, rtol=1e-12, atol=1e-12)
     assert repr(mula_ops.DynamicConv2d(256, 256, 7, padding=3, groups=256)) == \
@@ -257,10 +306,27 @@ def test_bad_input_is_rejected_with_a_clear_error(args, pattern):
         mula_ops.dynamic_conv2d(**args)
 
 
-def test_mixed_devices_are_rejected():
-    other = "cuda" if torch.cuda.is_available() else "meta"
+def test_mixed_devices_are_rejected_by_the_fake_kernel():
+    # A meta operand sends the call to the fake kernel (the Meta key outranks CPU).
+    with pytest.raises(RuntimeError, match=r"expected weight on the same device as input \(cpu\)"):
+        mula_ops.dynamic_conv2d(torch.rand(2, 4, 8, 8), torch.rand(2, 4, 2, 3, 3, device="meta"), groups=2)
+
+
+def test_mixed_devices_are_rejected_by_the_cpu_kernel():
+    # The same call sent straight to the CPU kernel meets its own check.
+    cpu = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+    with pytest.raises(RuntimeError, match=r"expected weight on the same device as input \(cpu\), got meta"):
+        torch.ops.mula_ops.dynamic_conv2d.default.redispatch(
+            cpu, torch.rand(2, 4, 8, 8), torch.rand(2, 4, 2, 3, 3, device="meta"), None,
+            [1, 1], [0, 0], [1, 1], 2)
+
+
+@pytest.mark.cuda
+def test_mixed_cuda_and_cpu_devices_are_rejected():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU on this machine")
     with pytest.raises(RuntimeError, match=r"on the same device as input"):
-        mula_ops.dynamic_conv2d(torch.rand(2, 4, 8, 8), torch.rand(2, 4, 2, 3, 3, device=other), groups=2)
+        mula_ops.dynamic_conv2d(torch.rand(2, 4, 8, 8), torch.rand(2, 4, 2, 3, 3, device="cuda"), groups=2)
 
 
 def test_backward_rejects_a_wrong_grad_output():

@@ -5,8 +5,18 @@ import os
 import numpy as np
 import pytest
 
-from mula_model.data import (EvalTransform, SyntheticPeople, heatmaps_to_joints, labels_to_original, make_loader,
-                             points_to_original, read_pose_csv, read_val_csv, write_pose_csv, write_val_csv)
+from mula_model.data import (
+    EvalTransform,
+    SyntheticPeople,
+    heatmaps_to_joints,
+    labels_to_original,
+    make_loader,
+    points_to_original,
+    read_pose_csv,
+    read_val_csv,
+    write_pose_csv,
+    write_val_csv,
+)
 from mula_model.metrics import ConfusionMatrix, PCKh, format_parsing, format_pckh
 
 NAN = float("nan")

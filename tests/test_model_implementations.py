@@ -5,6 +5,7 @@ import torch
 
 from mula_model import ModelConfig, build_model
 from mula_model.losses import mula_loss
+from mula_ops import IMPLEMENTATIONS
 
 # input 128 -> 32x32 features -> 3x3 dynamic filters (the VGG case's kernel size).
 TINY = dict(stages=1, features=16, hourglass_depth=2, input_size=128)
@@ -25,7 +26,7 @@ def test_mula_ops_grouped_and_unfold_agree_on_outputs_and_gradients():
     heatmaps = torch.rand(2, 17, 32, 32, dtype=torch.float64)
     parsing = torch.randint(0, 20, (2, 128, 128))
     results = {impl: outputs_and_gradients(impl, state, image, heatmaps, parsing)
-               for impl in ("mula_ops", "grouped", "unfold")}
+               for impl in IMPLEMENTATIONS}
     reference_output, reference_grads = results["grouped"]
     for implementation in ("mula_ops", "unfold"):
         output, grads = results[implementation]
@@ -35,7 +36,7 @@ def test_mula_ops_grouped_and_unfold_agree_on_outputs_and_gradients():
             torch.testing.assert_close(grad, reference_grads[name], rtol=1e-7, atol=1e-9, msg=name)
 
 
-@pytest.mark.parametrize("implementation", ["mula_ops", "grouped", "unfold"])
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_model_repr_names_the_implementation(implementation):
     model = build_model(ModelConfig(**TINY, implementation=implementation))
     dynamic = model.pose_stages[0].refine.dynamic

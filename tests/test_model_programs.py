@@ -8,8 +8,14 @@ from PIL import Image
 import mula_model.train as training
 from mula_model import ModelConfig, build_model
 from mula_model.cli import main
-from mula_model.data import (FLIP_HEATMAP_CHANNELS, SyntheticPeople, read_label_png, read_pose_csv,
-                             write_lip_dataset, save_image)
+from mula_model.data import (
+    FLIP_HEATMAP_CHANNELS,
+    SyntheticPeople,
+    read_label_png,
+    read_pose_csv,
+    save_image,
+    write_lip_dataset,
+)
 from mula_model.evaluate import predict_batch
 
 TINY_FLAGS = ["--stages", "2", "--features", "16", "--hourglass-depth", "2", "--input-size", "64",

@@ -6,7 +6,14 @@ import pytest
 from PIL import Image
 
 from mula_model.data import SyntheticPeople
-from mula_model.visualize import PALETTE, colorize_parsing, draw_skeleton, overlay_parsing, save_prediction
+from mula_model.visualize import (
+    PALETTE,
+    colorize_parsing,
+    draw_skeleton,
+    overlay_parsing,
+    save_prediction,
+    with_column_titles,
+)
 
 
 def test_palette_gives_every_class_its_own_colour():
@@ -48,3 +55,13 @@ def test_bad_labels_are_reported():
         colorize_parsing(np.array([[25]]))
     with pytest.raises(ValueError, match="must equal the image size"):
         overlay_parsing(np.zeros((4, 4, 3), np.uint8), np.zeros((3, 4), np.uint8))
+
+
+def test_column_titles_name_each_column():
+    picture = np.zeros((20, 400, 3), dtype=np.uint8)
+    titled = with_column_titles(picture, ["predicted pose", "predicted parsing", "true pose", "true parsing"])
+    assert titled.shape == (36, 400, 3) and (titled[16:] == picture).all()
+    strip = titled[:16]
+    for column in range(4):  # dark text inside every quarter, white at its edges
+        quarter = strip[:, column * 100:(column + 1) * 100]
+        assert (quarter < 128).any() and (quarter[:, :3] == 255).all()

@@ -66,7 +66,7 @@ at::Tensor dynamic_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
   const at::Tensor bias_c = has_bias ? bias->contiguous() : at::Tensor();
   at::Tensor output =
       at::empty({p.batch, p.out_channels, p.out_height, p.out_width}, input.options());
-  if (output.numel() == 0) return output;
+  if (output.numel() == 0) return in_memory_format_of(output, input);
 
   const cpu::ForwardArgs args{plane_shape(p),
                               kernel_dtype(input.scalar_type()),
@@ -76,7 +76,7 @@ at::Tensor dynamic_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
                               has_bias && bias_c.dim() == 2,
                               output.mutable_data_ptr()};
   for_each_plane(cpu::select_plane_kernels().forward, args, p.batch * p.out_channels);
-  return output;
+  return in_memory_format_of(output, input);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dynamic_conv2d_backward_cpu(

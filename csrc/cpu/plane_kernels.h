@@ -72,7 +72,7 @@ const PlaneKernels& plane_kernels_avx2();
 const PlaneKernels& plane_kernels_generic();
 
 // The best set this CPU supports; MULA_CPU_ISA=avx512|avx2|generic overrides
-// (read once per process) to test the other builds on one machine.
+// it (read at every call) to test the other builds on one machine.
 const PlaneKernels& select_plane_kernels();
 
 }  // namespace mula::cpu

@@ -18,9 +18,14 @@ const PlaneKernels& detect() {
   return plane_kernels_generic();
 }
 
-const PlaneKernels& choose() {
+}  // namespace
+
+// MULA_CPU_ISA is read at every call (a getenv and a string compare, nothing
+// beside a convolution), so tests can switch builds within one process.
+const PlaneKernels& select_plane_kernels() {
+  static const PlaneKernels& detected = detect();
   const char* requested = std::getenv("MULA_CPU_ISA");
-  if (requested == nullptr || *requested == '\0') return detect();
+  if (requested == nullptr || *requested == '\0') return detected;
   const std::string isa(requested);
   if (isa == "generic") return plane_kernels_generic();
   if (isa == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
@@ -29,13 +34,6 @@ const PlaneKernels& choose() {
   if (isa == "avx512" && __builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
   throw std::runtime_error("mula_ops: MULA_CPU_ISA=" + isa +
                            " is not one of avx512, avx2, generic, or this CPU lacks it");
-}
-
-}  // namespace
-
-const PlaneKernels& select_plane_kernels() {
-  static const PlaneKernels& kernels = choose();
-  return kernels;
 }
 
 }  // namespace mula::cpu

@@ -75,7 +75,7 @@ inline at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
   const ConvShape shape = make_shape(p, type);
   at::Tensor output =
       at::empty({p.batch, p.out_channels, p.out_height, p.out_width}, input.options());
-  if (output.numel() == 0) return output;
+  if (output.numel() == 0) return in_memory_format_of(output, input);
   const at::Tensor input_c = input.contiguous();
   const at::Tensor weight_c = weight.contiguous();
   at::Tensor bias_c;
@@ -85,7 +85,7 @@ inline at::Tensor forward(const at::Tensor& input, const at::Tensor& weight,
                               bias_c.defined() && bias_c.dim() == 2, output.mutable_data_ptr(),
                               stream),
                "forward");
-  return output;
+  return in_memory_format_of(output, input);
 }
 
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(

@@ -408,6 +408,12 @@ __global__ void __launch_bounds__(kThreads, 2)
       acc_t total = 0;
       for (int w = 0; w < kWarps; ++w) total += warp_sums[w * (taps + 1) + i];
       if (partial != nullptr) {
+#ifdef MULA_INJECT_BLOCK_ORDER_DEPENDENCE  // emulator self-test only: right only if tile 0 ran first
+        if (tile == tiles - 1 && tiles > 1) {
+          partial[weight_plane * tiles * (taps + 1) + i] += total;
+          total = 0;
+        }
+#endif
         partial[(weight_plane * tiles + tile) * (taps + 1) + i] = total;
       } else {
         store_weight_grad(s, weight_plane, i, taps, total, grad_weight, grad_bias);

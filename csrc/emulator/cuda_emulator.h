@@ -10,15 +10,23 @@
 // - dynamic shared memory is allocated per block with exactly the requested
 //   size, so an out-of-bounds index is a heap overflow ASan reports;
 // - warp shuffles and __syncwarp exchange values through a per-warp barrier.
-// Blocks run one after another (a valid CUDA schedule). Static __shared__
+// Blocks run one after another, in an order shuffled anew for every launch
+// (any order is a valid CUDA schedule, and a GPU's differs from run to run),
+// so a kernel whose result depends on block order gives different results on
+// repeated launches; MULA_EMULATOR_SEED picks the sequence. Static __shared__
 // arrays are not supported: kernels declare shared memory with
 // MULA_DYNAMIC_SHARED.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -30,10 +38,12 @@
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
 
+#include "../half_rounding.h"
 #include "cuda_runtime_emulated.h"
 
 // ---------------------------------------------------------------------------
-// Half types with CUDA's names and conversion functions (round to nearest even).
+// Half types with CUDA's names and conversion functions, rounding as the CPU
+// kernels do (csrc/half_rounding.h: round to nearest even).
 struct __half {
   std::uint16_t bits;
 };
@@ -41,35 +51,10 @@ struct __nv_bfloat16 {
   std::uint16_t bits;
 };
 
-inline float __half2float(__half value) {
-  _Float16 h;
-  std::memcpy(&h, &value.bits, sizeof h);
-  return static_cast<float>(h);
-}
-inline __half __float2half_rn(float value) {
-  const _Float16 h = static_cast<_Float16>(value);
-  __half result;
-  std::memcpy(&result.bits, &h, sizeof h);
-  return result;
-}
-inline float __bfloat162float(__nv_bfloat16 value) {
-  const std::uint32_t bits = static_cast<std::uint32_t>(value.bits) << 16;
-  float result;
-  std::memcpy(&result, &bits, sizeof result);
-  return result;
-}
-inline __nv_bfloat16 __float2bfloat16_rn(float value) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  __nv_bfloat16 result;
-  if ((bits & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep it quiet, not Inf
-    result.bits = static_cast<std::uint16_t>((bits >> 16) | 0x40u);
-    return result;
-  }
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  result.bits = static_cast<std::uint16_t>(bits >> 16);
-  return result;
-}
+inline float __half2float(__half value) { return mula::half_to_float(value.bits); }
+inline __half __float2half_rn(float value) { return {mula::float_to_half(value)}; }
+inline float __bfloat162float(__nv_bfloat16 value) { return mula::bfloat16_to_float(value.bits); }
+inline __nv_bfloat16 __float2bfloat16_rn(float value) { return {mula::float_to_bfloat16(value)}; }
 
 namespace mula::emu {
 
@@ -134,9 +119,25 @@ inline Warp& current_warp() {
 inline unsigned int lane_id() { return context.linear_thread % kWarpSize; }
 inline unsigned char* block_shared_memory() { return context.block->shared.get(); }
 
-// Runs kernel(args...) over the grid, one block after another. The block's
-// threads are real std::threads, created once per launch and reused for every
-// block; each block gets fresh barriers, warps and shared memory.
+// The order in which one launch runs its blocks: a permutation of the linear
+// block indices, seeded by MULA_EMULATOR_SEED (default 0) and the launch's
+// number in this process, so every launch has its own and runs reproduce.
+inline std::vector<std::uint64_t> block_order(std::uint64_t blocks) {
+  static std::atomic<std::uint64_t> launches{0};
+  const char* seed = std::getenv("MULA_EMULATOR_SEED");
+  const std::uint64_t base = seed != nullptr ? std::strtoull(seed, nullptr, 10) : 0;
+  std::seed_seq sequence{base, std::uint64_t{launches.fetch_add(1)}};
+  std::mt19937_64 generator(sequence);
+  std::vector<std::uint64_t> order(blocks);
+  std::iota(order.begin(), order.end(), std::uint64_t{0});
+  std::shuffle(order.begin(), order.end(), generator);
+  return order;
+}
+
+// Runs kernel(args...) over the grid, one block after another in the order
+// above. The block's threads are real std::threads, created once per launch
+// and reused for every block; each block gets fresh barriers, warps and
+// shared memory.
 template <typename Kernel, typename... Args>
 cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel kernel,
                    Args... args) {
@@ -146,6 +147,7 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
     return cudaErrorInvalidConfiguration;
   }
   const std::uint64_t blocks = std::uint64_t(grid.x) * grid.y * grid.z;
+  const std::vector<std::uint64_t> order = block_order(blocks);
   const auto thread_count = static_cast<unsigned int>(threads);
   Barrier between_blocks(thread_count);
   std::unique_ptr<Block> block;
@@ -155,7 +157,7 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
     context.grid_dim = grid;
     context.thread_idx = dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y,
                               t / (block_dim.x * block_dim.y));
-    for (std::uint64_t b = 0; b < blocks; ++b) {
+    for (const std::uint64_t b : order) {
       if (t == 0) block = std::make_unique<Block>(thread_count, shared_bytes);
       between_blocks.arrive_and_wait();  // the block's state is ready
       context.block = block.get();

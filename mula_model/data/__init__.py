@@ -8,16 +8,48 @@
 Predictions map back to the original image with points_to_original / labels_to_original and
 the sample's "matrix"; heatmaps_to_joints decodes heatmaps as the evaluation protocol does.
 """
-from .files import (AnnotationError, atomic_write, read_annotations, read_label_png, read_pose_csv, read_rgb,
-                    read_val_csv, save_image, write_annotations, write_label_png, write_pose_csv, write_val_csv)
+from .files import (
+                    AnnotationError,
+                    atomic_write,
+                    read_annotations,
+                    read_label_png,
+                    read_pose_csv,
+                    read_rgb,
+                    read_val_csv,
+                    save_image,
+                    write_annotations,
+                    write_label_png,
+                    write_pose_csv,
+                    write_val_csv,
+)
 from .lip import SPLITS, LIPDataset, write_lip_dataset
 from .loader import make_loader
-from .record import (FLIP_HEATMAP_CHANNELS, FLIP_JOINTS, FLIP_PARTS, JOINT, JOINT_NAMES, NUM_JOINTS, NUM_PARTS, PART,
-                     PART_NAMES, SKELETON, PersonRecord, missing_joints, normalize_joints)
+from .record import (
+                    FLIP_HEATMAP_CHANNELS,
+                    FLIP_JOINTS,
+                    FLIP_PARTS,
+                    JOINT,
+                    JOINT_NAMES,
+                    NUM_JOINTS,
+                    NUM_PARTS,
+                    PART,
+                    PART_NAMES,
+                    SKELETON,
+                    PersonRecord,
+                    missing_joints,
+                    normalize_joints,
+)
 from .synthetic import SyntheticPeople
 from .targets import HEATMAP_STRIDE, default_sigma, gaussian_blur, heatmaps_to_joints, make_heatmaps
-from .transforms import (IMAGE_MEAN, EvalTransform, TrainTransform, image_to_tensor, labels_to_original,
-                         points_to_original, tensor_to_image)
+from .transforms import (
+                    IMAGE_MEAN,
+                    EvalTransform,
+                    TrainTransform,
+                    image_to_tensor,
+                    labels_to_original,
+                    points_to_original,
+                    tensor_to_image,
+)
 
 __all__ = ["AnnotationError", "atomic_write", "read_annotations", "read_label_png", "read_pose_csv", "read_rgb",
            "read_val_csv", "save_image", "write_annotations", "write_label_png", "write_pose_csv", "write_val_csv",

@@ -131,7 +131,8 @@ def read_annotations(path, with_joints=True):
                     raise AnnotationError(f"{where}: missing '{key}'")
             joints = entry["joints"]
             if not isinstance(joints, list) or len(joints) != NUM_JOINTS:
-                raise AnnotationError(f"{where}: 'joints' must be a list of {NUM_JOINTS} [x, y, visible], got {joints!r}")
+                raise AnnotationError(
+                    f"{where}: 'joints' must be a list of {NUM_JOINTS} [x, y, visible], got {joints!r}")
             rows = [_number_list(joint, 3, where, f"joint {j}") for j, joint in enumerate(joints)]
             parsed["joints"] = normalize_joints(rows)
             parsed["objpos"] = np.array(_number_list(entry["objpos"], 2, where, "'objpos'"), dtype=np.float32)

@@ -15,7 +15,15 @@ import os
 
 import torch
 
-from .files import read_annotations, read_label_png, read_rgb, save_image, write_annotations, write_label_png, write_val_csv
+from .files import (
+    read_annotations,
+    read_label_png,
+    read_rgb,
+    save_image,
+    write_annotations,
+    write_label_png,
+    write_val_csv,
+)
 from .record import PersonRecord, normalize_joints
 
 SPLITS = ("train", "val", "test")

@@ -142,7 +142,8 @@ def _pose(rng):
     p["upper_neck"] = p["thorax"] + neck * -_unit(tilt)
     p["head_top"] = p["upper_neck"] + head * -_unit(tilt)
     below = 0.02 * -up
-    p["r_shoulder"], p["l_shoulder"] = p["thorax"] - shoulder_half * across + below, p["thorax"] + shoulder_half * across + below
+    p["r_shoulder"] = p["thorax"] - shoulder_half * across + below
+    p["l_shoulder"] = p["thorax"] + shoulder_half * across + below
     p["r_hip"], p["l_hip"] = p["pelvis"] - hip_half * across, p["pelvis"] + hip_half * across
     for side, outward in (("r", -1), ("l", 1)):
         # Angles are measured from straight down; positive values swing the limb outwards.

@@ -1,8 +1,9 @@
 """Mutual adaptation: the parameter adapter that predicts per-sample filters
 from the other task's features, and the factorized adaptive convolution that
 applies them (after Bertinetto et al., "Learning feed-forward one-shot learners")."""
-import mula_ops
 from torch import Tensor, nn
+
+import mula_ops
 
 
 def adapter_output_size(feature_size: int) -> int:

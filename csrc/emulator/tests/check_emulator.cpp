@@ -1,6 +1,8 @@
 // Checks the CUDA emulator's own primitives against their CUDA semantics:
 // block/thread indices, __syncthreads, dynamic shared memory, warp shuffles,
-// __syncwarp and atomicAdd. Exit status 0 when all hold.
+// __syncwarp and atomicAdd, and that every launch runs its blocks in its own
+// shuffled order. Exit status 0 when all hold.
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -28,6 +30,28 @@ __global__ void primitives_kernel(int* block_sums, int* shuffled, int* counter) 
   atomicAdd(counter, 1);
 }
 
+// Records the order in which the blocks ran.
+__global__ void order_kernel(int* order, int* next) {
+  if (threadIdx.x == 0) order[atomicAdd(next, 1)] = blockIdx.x;
+}
+
+// Two launches of 64 blocks: each runs every block once, and their orders
+// differ (the chance that two shuffles agree is 1 / 64!).
+int check_block_order() {
+  const int blocks = 64;
+  std::vector<int> first(blocks), second(blocks);
+  int next_first = 0, next_second = 0;
+  int failures = mula::emu::launch(dim3(blocks), dim3(32), 0, order_kernel, first.data(), &next_first) != cudaSuccess;
+  failures += mula::emu::launch(dim3(blocks), dim3(32), 0, order_kernel, second.data(), &next_second) != cudaSuccess;
+  std::vector<int> sorted_first = first, sorted_second = second;
+  std::sort(sorted_first.begin(), sorted_first.end());
+  std::sort(sorted_second.begin(), sorted_second.end());
+  for (int b = 0; b < blocks; ++b) failures += sorted_first[b] != b || sorted_second[b] != b;
+  failures += first == second;
+  std::printf("block order shuffled per launch: %s\n", failures == 0 ? "ok" : "FAILED");
+  return failures;
+}
+
 }  // namespace
 
 int main() {
@@ -46,5 +70,6 @@ int main() {
                                                 block_sums.data(), shuffled.data(), &counter);
   failures += too_big != cudaErrorInvalidConfiguration;
   std::printf("emulator primitives: %s\n", failures == 0 ? "ok" : "FAILED");
+  failures += check_block_order();
   return failures == 0 ? 0 : 1;
 }

@@ -1,0 +1,222 @@
+// Part of the per-plane CPU kernels (see plane_kernels_impl.h, which
+// includes it after the ISA's Simd): the register-blocked, vectorised tiles.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+namespace mula::cpu {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Register-blocked kernels (float, stride 1, K x K filter). Column dilation
+// only spaces the taps' loads; row dilation d splits the rows into d phases
+// (rows r = p mod d meet only input rows of phase p), each a problem with row
+// dilation 1 over every d-th row. ColStep says where filter column j's reads
+// start (column_offset): j times the column dilation, a compile-time 1 in the
+// common case (a runtime step costs registers) or an int64_t; or, for a
+// strided forward, ColumnPhases.
+
+template <typename Step>
+inline int64_t column_offset(int j, Step dilation_w) {
+  return j * dilation_w;
+}
+
+// tap_column_start of each filter column, computed once per plane; 7 is the
+// largest filter size the register-blocked kernels take (blocked_kernel_size).
+struct ColumnPhases {
+  int64_t start[7];
+};
+inline int64_t column_offset(int j, const ColumnPhases& phases) { return phases.start[j]; }
+
+// Adds input row i of a tile to the output rows r in [r_begin, r_end), which
+// it meets through filter row i - r. Each input vector is loaded once and
+// feeds all those rows.
+template <int K, int R, int CV, typename ColStep>
+__attribute__((always_inline)) inline void correlate_input_row(
+    const float* row, ColStep dilation_w, const float* w, int i, int r_begin, int r_end,
+    typename Simd::V (&acc)[R][CV]) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes;
+#pragma GCC unroll 8
+  for (int j = 0; j < K; ++j) {
+    V taps[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      taps[r] = (r >= r_begin && r < r_end) ? Simd::broadcast(w[(i - r) * K + j]) : Simd::zero();
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < CV; ++c) {
+      const V x = Simd::in_register(Simd::load(row + column_offset(j, dilation_w) + c * L));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        if (r >= r_begin && r < r_end) acc[r][c] = Simd::fma(taps[r], x, acc[r][c]);
+      }
+    }
+  }
+}
+
+// out[r][c] += sum_{i,j} w[i][j] * in[r + i][c + j] for an R-row by
+// CV-vector tile: (R + K - 1) * K * CV vector loads for R * K * K * CV fused
+// multiply-adds. The first and last R - 1 input rows reach only some output
+// rows (unrolled, so the bounds are constants); the rows between reach all
+// R and run as a loop, which keeps the taps out of the registers the
+// accumulators need.
+template <int K, int R, int CV, typename ColStep>
+inline void correlate_tile(const float* in, int64_t in_stride, ColStep dilation_w,
+                           const float* w, float* out, int64_t out_stride) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes;
+  constexpr int kFirstFull = R - 1;
+  constexpr int kLastFull = K - 1;
+  V acc[R][CV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int c = 0; c < CV; ++c) acc[r][c] = Simd::load(out + r * out_stride + c * L);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < kFirstFull && i < R + K - 1; ++i) {
+    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
+                                  i - K + 1 > 0 ? i - K + 1 : 0,
+                                  i + 1 < R ? i + 1 : R, acc);
+  }
+#pragma GCC unroll 1
+  for (int i = kFirstFull; i <= kLastFull; ++i) {
+    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i, 0, R, acc);
+  }
+#pragma GCC unroll 16
+  for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < R + K - 1; ++i) {
+    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
+                                  i - K + 1 > 0 ? i - K + 1 : 0,
+                                  i + 1 < R ? i + 1 : R, acc);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 8
+    for (int c = 0; c < CV; ++c) Simd::store(out + r * out_stride + c * L, acc[r][c]);
+  }
+}
+
+template <int K, int R, typename ColStep>
+void correlate_rows(const float* in, int64_t in_stride, ColStep dilation_w, const float* w,
+                    float* out, int64_t out_stride, int64_t vectors) {
+  constexpr int L = Simd::kLanes;
+  constexpr int CV = Simd::kColBlock;
+  int64_t v = 0;
+  for (; v + CV <= vectors; v += CV) {
+    correlate_tile<K, R, CV>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+  }
+  if constexpr (CV > 2) {
+    for (; v + 2 <= vectors; v += 2) {
+      correlate_tile<K, R, 2>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+    }
+  }
+  for (; v < vectors; ++v) {
+    correlate_tile<K, R, 1>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+  }
+}
+
+template <int K, typename ColStep>
+void correlate_fast(const float* in, int64_t in_stride, const float* w, float* out,
+                    int64_t out_stride, int64_t rows, int64_t vectors, int64_t dilation_h,
+                    ColStep dilation_w) {
+  constexpr int R = Simd::kRowBlock;
+  for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
+    const float* phase_in = in + phase * in_stride;
+    float* phase_out = out + phase * out_stride;
+    const int64_t step_in = in_stride * dilation_h;
+    const int64_t step_out = out_stride * dilation_h;
+    const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
+    int64_t r = 0;
+    for (; r + R <= phase_rows; r += R) {
+      correlate_rows<K, R>(phase_in + r * step_in, step_in, dilation_w, w,
+                           phase_out + r * step_out, step_out, vectors);
+    }
+    for (; r < phase_rows; ++r) {
+      correlate_rows<K, 1>(phase_in + r * step_in, step_in, dilation_w, w,
+                           phase_out + r * step_out, step_out, vectors);
+    }
+  }
+}
+
+// A strided forward: output row r reads input rows r * sh + i * dh, so
+// neighbouring output rows share no input row as they do at stride 1. Tiles
+// of one row by up to kColBlock vectors; in the column phases of the staged
+// input each tap's reads are contiguous.
+template <int K>
+void correlate_strided(const float* in, int64_t in_stride, const float* w, const PlaneShape& s,
+                       float* out, int64_t out_stride, int64_t vectors) {
+  ColumnPhases phases{};
+  for (int j = 0; j < K; ++j) phases.start[j] = tap_column_start(s, in_stride, j);
+  for (int64_t r = 0; r < s.out_height; ++r) {
+    correlate_rows<K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, phases, w,
+                         out + r * out_stride, out_stride, vectors);
+  }
+}
+
+// grad_w[kh][kw] = sum_{r,c} go[r][c] * in[r + kh * dh][c + kw * dw] for the
+// KB filter rows kh0 .. kh0 + KB - 1, one row phase at a time (see above).
+// Walking the input rows, each loaded input vector meets the KB grad_output
+// rows that reach it; go needs (KB - 1) * dh zero rows above and below (the
+// staging margin).
+template <int K, int KB, typename ColStep>
+void weight_grad_rows(const float* in, int64_t in_stride, const float* go,
+                      int64_t go_stride, int64_t rows, int64_t vectors,
+                      int64_t dilation_h, ColStep dilation_w, int kh0, float* grad_w) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes;
+  V acc[KB][K];
+#pragma GCC unroll 8
+  for (int b = 0; b < KB; ++b) {
+#pragma GCC unroll 8
+    for (int j = 0; j < K; ++j) acc[b][j] = Simd::zero();
+  }
+  const int64_t step_in = in_stride * dilation_h;
+  const int64_t step_go = go_stride * dilation_h;
+  for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
+    const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
+    for (int64_t ih = kh0; ih < kh0 + KB - 1 + phase_rows; ++ih) {
+      const float* in_row = in + phase * in_stride + ih * step_in;
+      const float* go_row = go + phase * go_stride + (ih - kh0) * step_go;
+      for (int64_t v = 0; v < vectors; ++v) {
+        V g[KB];
+#pragma GCC unroll 8
+        for (int b = 0; b < KB; ++b) g[b] = Simd::load(go_row - b * step_go + v * L);
+#pragma GCC unroll 8
+        for (int j = 0; j < K; ++j) {
+          const V x = Simd::in_register(Simd::load(in_row + v * L + j * dilation_w));
+#pragma GCC unroll 8
+          for (int b = 0; b < KB; ++b) acc[b][j] = Simd::fma(g[b], x, acc[b][j]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int b = 0; b < KB; ++b) {
+#pragma GCC unroll 8
+    for (int j = 0; j < K; ++j) grad_w[(kh0 + b) * K + j] = Simd::sum(acc[b][j]);
+  }
+}
+
+template <int K, typename ColStep>
+void weight_grad_fast(const float* in, int64_t in_stride, const float* go,
+                      int64_t go_stride, int64_t rows, int64_t vectors,
+                      int64_t dilation_h, ColStep dilation_w, float* grad_w) {
+  constexpr int KB = Simd::kWeightRowBlock < K ? Simd::kWeightRowBlock : K;
+  int kh0 = 0;
+  for (; kh0 + KB <= K; kh0 += KB) {
+    weight_grad_rows<K, KB>(in, in_stride, go, go_stride, rows, vectors, dilation_h,
+                            dilation_w, kh0, grad_w);
+  }
+  for (; kh0 < K; ++kh0) {
+    weight_grad_rows<K, 1>(in, in_stride, go, go_stride, rows, vectors, dilation_h,
+                           dilation_w, kh0, grad_w);
+  }
+}
+
+}  // namespace
+}  // namespace mula::cpu

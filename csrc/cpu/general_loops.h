@@ -1,0 +1,79 @@
+// Part of the per-plane CPU kernels (see plane_kernels_impl.h): the scalar
+// loops that serve every shape the register-blocked tiles do not.
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+namespace mula::cpu {
+namespace {
+
+// ---------------------------------------------------------------------------
+// General loops: any filter size, stride, dilation and padding.
+
+// out[r][c] += sum_{i,j} w[i][j] * in[r * sh + i * dh][c * sw + j * dw],
+// the input staged by stage_input_plane.
+template <typename Acc>
+void correlate_general(const Acc* in, int64_t in_stride, const Acc* w,
+                       const PlaneShape& s, Acc* out, int64_t out_stride) {
+  for (int64_t i = 0; i < s.kernel_h; ++i) {
+    for (int64_t j = 0; j < s.kernel_w; ++j) {
+      const Acc tap = w[i * s.kernel_w + j];
+      const int64_t column = tap_column_start(s, in_stride, j);
+      for (int64_t r = 0; r < s.out_height; ++r) {
+        const Acc* src = in + (r * s.stride_h + i * s.dilation_h) * in_stride + column;
+        Acc* dst = out + r * out_stride;
+        for (int64_t c = 0; c < s.out_width; ++c) dst[c] += tap * src[c];
+      }
+    }
+  }
+}
+
+template <typename Acc>
+void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go,
+                         int64_t go_stride, const PlaneShape& s, Acc* grad_w) {
+  for (int64_t i = 0; i < s.kernel_h; ++i) {
+    for (int64_t j = 0; j < s.kernel_w; ++j) {
+      Acc sum = 0;
+      const int64_t column = tap_column_start(s, in_stride, j);
+      for (int64_t r = 0; r < s.out_height; ++r) {
+        const Acc* src = in + (r * s.stride_h + i * s.dilation_h) * in_stride + column;
+        const Acc* grad = go + r * go_stride;
+        for (int64_t c = 0; c < s.out_width; ++c) sum += grad[c] * src[c];
+      }
+      grad_w[i * s.kernel_w + j] = sum;
+    }
+  }
+}
+
+// grad_in[y][x] += sum over taps (i, j) and the output pixel (r, c) they
+// map to, r * sh = y + ph - i * dh and c * sw = x + pw - j * dw: a gather.
+template <typename Acc>
+void input_grad_general(const Acc* go, int64_t go_stride, const Acc* w,
+                        const PlaneShape& s, Acc* grad_in, int64_t grad_in_stride) {
+  for (int64_t i = 0; i < s.kernel_h; ++i) {
+    for (int64_t y = 0; y < s.in_height; ++y) {
+      const int64_t t = y + s.pad_h - i * s.dilation_h;
+      if (t < 0 || t % s.stride_h != 0 || t / s.stride_h >= s.out_height) continue;
+      const Acc* grad = go + (t / s.stride_h) * go_stride;
+      Acc* dst = grad_in + y * grad_in_stride;
+      for (int64_t j = 0; j < s.kernel_w; ++j) {
+        const Acc tap = w[i * s.kernel_w + j];
+        const int64_t shift = s.pad_w - j * s.dilation_w;  // c * sw = x + shift
+        int64_t x = shift < 0 ? -shift : 0;
+        const int64_t misalignment = (x + shift) % s.stride_w;
+        if (misalignment != 0) x += s.stride_w - misalignment;
+        for (int64_t c = (x + shift) / s.stride_w; x < s.in_width && c < s.out_width;
+             x += s.stride_w, ++c) {
+          dst[x] += tap * grad[c];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mula::cpu

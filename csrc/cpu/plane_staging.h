@@ -1,0 +1,213 @@
+// Part of the per-plane CPU kernels (see plane_kernels_impl.h, which
+// includes it after the ISA's Simd): scratch planes, the geometry of the
+// staged planes, and staging (copying a plane with its zero halo into the
+// accumulation type).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+namespace mula::cpu {
+namespace {
+
+// A scratch array owned by one call (one thread), reused for all its planes.
+template <typename Acc>
+class Scratch {
+ public:
+  explicit Scratch(int64_t count) {
+    const size_t bytes = (static_cast<size_t>(count > 0 ? count : 1) * sizeof(Acc) + 63) / 64 * 64;
+    data_ = static_cast<Acc*>(std::aligned_alloc(64, bytes));
+    if (data_ == nullptr) throw std::bad_alloc();
+  }
+  ~Scratch() { std::free(data_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  Acc* get() { return data_; }
+
+ private:
+  Acc* data_;
+};
+
+// The staged planes of one (sample, group), kept while consecutive work items
+// of a chunk read that group, so that each plane is staged once per chunk
+// rather than once per item (depthwise: one plane, restaged every item).
+template <typename Acc>
+class StagedGroup {
+ public:
+  StagedGroup(int64_t planes, int64_t plane_size)
+      : buf_(planes * plane_size), plane_size_(plane_size) {}
+  // Whether the planes of group `key` still have to be staged; from then on
+  // they count as staged.
+  bool needs_staging(int64_t key) {
+    const bool stale = key != key_;
+    key_ = key;
+    return stale;
+  }
+  Acc* plane(int64_t index) { return buf_.get() + index * plane_size_; }
+
+ private:
+  Scratch<Acc> buf_;
+  int64_t plane_size_;
+  int64_t key_ = -1;
+};
+
+inline int64_t round_up(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+inline int64_t max_of(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t clamp_to(int64_t value, int64_t low, int64_t high) {
+  return value < low ? low : (value > high ? high : value);
+}
+
+// The filter size the register-blocked forward takes for this shape, or 0:
+// float accumulation and a square 1x1, 3x3, 5x5 or 7x7 filter, any stride
+// and dilation.
+template <typename Acc>
+int blocked_kernel_size(const PlaneShape& s) {
+  if (!kIsFloat<Acc> || s.kernel_h != s.kernel_w) return 0;
+  const int64_t k = s.kernel_h;
+  return (k == 1 || k == 3 || k == 5 || k == 7) ? static_cast<int>(k) : 0;
+}
+
+// The same for the stride-1 kernels, which also serve the backward (the
+// weight reduction, and grad_input as the flipped correlation).
+template <typename Acc>
+int fast_kernel_size(const PlaneShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 ? blocked_kernel_size<Acc>(s) : 0;
+}
+
+// Scratch plane sizes for one convolution. Accumulator rows are padded to
+// whole vectors (the pad columns compute harmless values that are never
+// stored), and staged planes are wide enough for those pad columns.
+struct Geometry {
+  int64_t out_cols;  // forward accumulator row length
+  // Input plane with its padding halo, a whole number of column phases wide
+  // (see stage_input_plane).
+  int64_t in_rows, in_cols;
+  int64_t grad_in_cols;  // grad_input accumulator row length
+  // grad_output plane with a zero margin of the filter's span, (k - 1) *
+  // dilation, on every side: the flipped correlation for grad_input and the
+  // row-blocked weight reduction read it.
+  int64_t go_top, go_left, go_rows, go_cols;
+
+  explicit Geometry(const PlaneShape& s) {
+    const int64_t lanes = Simd::kLanes;
+    out_cols = round_up(s.out_width, lanes);
+    in_rows = s.in_height + 2 * s.pad_h;
+    in_cols = round_up(max_of(s.in_width + 2 * s.pad_w,
+                              out_cols * s.stride_w + (s.kernel_w - 1) * s.dilation_w),
+                       s.stride_w);
+    grad_in_cols = round_up(s.in_width, lanes);
+    go_top = (s.kernel_h - 1) * s.dilation_h;
+    go_left = (s.kernel_w - 1) * s.dilation_w;
+    go_rows = max_of(go_top + s.out_height, s.pad_h + s.in_height) + go_top;
+    go_cols = max_of(go_left + out_cols, s.pad_w + grad_in_cols) + go_left;
+  }
+};
+
+// buf[r][c] = src[r - top][c - left] where that is inside the source plane,
+// zero elsewhere; converts to the accumulation type.
+template <typename T, typename Acc>
+void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top,
+                 int64_t left, Acc* buf, int64_t buf_rows, int64_t buf_cols) {
+  const int64_t begin = clamp_to(left, 0, buf_cols);
+  const int64_t end = clamp_to(left + cols, 0, buf_cols);
+  for (int64_t r = 0; r < buf_rows; ++r) {
+    Acc* dst = buf + r * buf_cols;
+    const int64_t src_row = r - top;
+    if (src_row < 0 || src_row >= rows) {
+      std::memset(dst, 0, sizeof(Acc) * buf_cols);
+      continue;
+    }
+    const T* src_line = src + src_row * cols - left;
+    std::memset(dst, 0, sizeof(Acc) * begin);
+    for (int64_t c = begin; c < end; ++c) dst[c] = to_acc(src_line[c]);
+    std::memset(dst + end, 0, sizeof(Acc) * (buf_cols - end));
+  }
+}
+
+// The input plane with its padding halo, as the kernels read it. With a
+// column stride sw > 1 each staged row holds its columns split into sw
+// phases, column x at (x % sw) * (in_cols / sw) + x / sw, so that a tap's
+// strided reads along a row are one contiguous run (tap_column_start); with
+// sw = 1 that is the plain layout.
+template <typename T, typename Acc>
+void stage_input_plane(const T* src, const PlaneShape& s, const Geometry& g, Acc* buf) {
+  if (s.stride_w == 1) {
+    stage_plane(src, s.in_height, s.in_width, s.pad_h, s.pad_w, buf, g.in_rows, g.in_cols);
+    return;
+  }
+  const int64_t phase_cols = g.in_cols / s.stride_w;
+  for (int64_t r = 0; r < g.in_rows; ++r) {
+    Acc* dst = buf + r * g.in_cols;
+    const int64_t src_row = r - s.pad_h;
+    if (src_row < 0 || src_row >= s.in_height) {
+      std::memset(dst, 0, sizeof(Acc) * g.in_cols);
+      continue;
+    }
+    const T* src_line = src + src_row * s.in_width;
+    for (int64_t phase = 0; phase < s.stride_w; ++phase) {
+      Acc* run = dst + phase * phase_cols;
+      for (int64_t m = 0, col = phase - s.pad_w; m < phase_cols; ++m, col += s.stride_w) {
+        run[m] = col >= 0 && col < s.in_width ? to_acc(src_line[col]) : Acc(0);
+      }
+    }
+  }
+}
+
+// Where the reads of filter column j start in a row staged by
+// stage_input_plane: input column c * sw + j * dw is entry c of that run.
+inline int64_t tap_column_start(const PlaneShape& s, int64_t in_stride, int64_t j) {
+  const int64_t x = j * s.dilation_w;
+  return (x % s.stride_w) * (in_stride / s.stride_w) + x / s.stride_w;
+}
+
+template <typename T, typename Acc>
+void store_plane(const Acc* buf, int64_t buf_cols, int64_t rows, int64_t cols,
+                 T* dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      dst[r * cols + c] = Storage<T>::from_acc(buf[r * buf_cols + c]);
+    }
+  }
+}
+
+// Where a plane accumulates: in the output itself when it stores the
+// accumulation type and its rows suit the kernel (whole vectors for the
+// register-blocked kernels, anything for the general loops), otherwise in
+// scratch that is then converted and stored.
+template <typename T>
+bool accumulates_in_place(bool blocked, int64_t width) {
+  return Storage<T>::kIsAcc && (!blocked || width % Simd::kLanes == 0);
+}
+
+template <typename T, typename Acc>
+Acc* accumulator(T* plane, bool in_place, Acc* scratch) {
+  if constexpr (Storage<T>::kIsAcc) {
+    if (in_place) return plane;
+  }
+  return scratch;
+}
+
+template <typename Acc>
+void fill(Acc* buf, int64_t count, Acc value) {
+  for (int64_t i = 0; i < count; ++i) buf[i] = value;
+}
+
+// Converts count filter taps, reversing each kH x kW filter when flipped.
+template <typename T, typename Acc>
+void load_filters(const T* src, int64_t filters, int64_t taps, bool flipped,
+                  Acc* dst) {
+  for (int64_t f = 0; f < filters; ++f) {
+    for (int64_t t = 0; t < taps; ++t) {
+      dst[f * taps + t] = to_acc(src[f * taps + (flipped ? taps - 1 - t : t)]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mula::cpu
