@@ -92,6 +92,6 @@ setup(
     ext_modules=[make_extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     python_requires=">=3.10",
-    install_requires=["torch>=2.6", "numpy"],
+    install_requires=["torch>=2.6", "numpy", "tqdm"],
     entry_points={"console_scripts": ["mula=mula_model.cli:main"]},
 )

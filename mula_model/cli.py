@@ -18,6 +18,7 @@ import torch  # noqa: E402
 from mula_ops import IMPLEMENTATIONS  # noqa: E402
 
 from .config import BACKBONES, NEXT_STAGE_INPUTS, DataConfig, ModelConfig, TrainConfig  # noqa: E402
+from .config_flags import HELP, add_config_options, config_from_args  # noqa: E402
 
 # The main job: a small MuLA that learns the synthetic people in minutes on a
 # 2-core CPU (measured in the README). Deviations from the spec's defaults:
@@ -40,78 +41,23 @@ DEMO_DATA = dict(synthetic_train=1024, synthetic_val=128, scale_range=(0.65, 1.0
                  synthetic_accessories=0.0)
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes"):
-        return True
-    if text.lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _add_model_options(parser):
-    group = parser.add_argument_group("model")
-    group.add_argument("--backbone", choices=BACKBONES, default=ModelConfig.backbone)
-    group.add_argument("--stages", type=int, default=ModelConfig.stages)
-    group.add_argument("--features", type=int, default=ModelConfig.features)
-    group.add_argument("--hourglass-depth", type=int, default=ModelConfig.hourglass_depth)
-    group.add_argument("--input-size", type=int, default=ModelConfig.input_size)
-    group.add_argument("--no-mutual-adaptation", dest="mutual_adaptation", action="store_false",
-                       help="the paper's baseline: no adapters, no adaptive convolution")
-    group.add_argument("--next-stage-input", choices=NEXT_STAGE_INPUTS, default="preliminary",
-                       help="feature fed to the next stage: preliminary R (code) or refined R' (paper)")
-    group.add_argument("--align-corners", type=_bool, default=True, help="bilinear upsampling (code: true)")
-
-
 def _add_implementation(parser):
-    parser.add_argument("--implementation", choices=IMPLEMENTATIONS, default="mula_ops",
-                        help="dynamic depthwise convolution: compiled operator or a pure-PyTorch reference")
+    parser.add_argument("--implementation", choices=IMPLEMENTATIONS, default="mula_ops", help=HELP["implementation"])
 
 
-def _add_data_options(parser):
-    group = parser.add_argument_group("data")
-    group.add_argument("--data", default=None, metavar="LIP_ROOT",
-                       help="LIP-format data folder (default: the built-in synthetic people)")
-    group.add_argument("--synthetic-train", type=int, default=DataConfig.synthetic_train)
-    group.add_argument("--synthetic-val", type=int, default=DataConfig.synthetic_val)
-    group.add_argument("--synthetic-seed", type=int, default=DataConfig.synthetic_seed)
-    group.add_argument("--scale-range", type=float, nargs=2, default=DataConfig.scale_range, metavar=("LOW", "HIGH"),
-                       help="training scale augmentation factor range (spec: 0.8 1.5)")
-    group.add_argument("--heatmap-sigma", type=float, default=DataConfig.heatmap_sigma, metavar="PIXELS",
-                       help="pose target Gaussian sigma in input pixels (default: 7 at 256, scaled with the input)")
-    group.add_argument("--synthetic-accessories", type=float, default=DataConfig.synthetic_accessories,
-                       metavar="P", help="probability of each of hat, sunglasses, scarf, gloves on a synthetic person")
-
-
-def _add_train_options(parser):
-    group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=TrainConfig.epochs)
-    group.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
-                       help="global batch, split over torchrun processes")
-    group.add_argument("--lr", type=float, default=None,
-                       help="initial learning rate (default: the code's 0.0015 for Hourglass, 0.0001 for VGG)")
-    group.add_argument("--parsing-weight", type=float, default=TrainConfig.parsing_weight)
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    group.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on GPU)")
-    group.add_argument("--workers", type=int, default=0, help="data loading processes")
-    group.add_argument("--threads", type=int, default=TrainConfig.threads,
-                       help="torch threads per process (0: torch's default)")
-    group.add_argument("--device", default="auto", help="auto, cpu or cuda")
+def _add_training_options(parser):
+    """Every field of the three configs; lr's default depends on the backbone."""
+    add_config_options(parser, ModelConfig, "model", choices={
+        "backbone": BACKBONES, "next_stage_input": NEXT_STAGE_INPUTS, "implementation": IMPLEMENTATIONS})
+    add_config_options(parser, DataConfig, "data")
+    add_config_options(parser, TrainConfig, "training", defaults={"lr": None})
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
 def _configs(args):
-    model = ModelConfig(backbone=args.backbone, stages=args.stages, features=args.features,
-                        hourglass_depth=args.hourglass_depth, input_size=args.input_size,
-                        mutual_adaptation=args.mutual_adaptation, next_stage_input=args.next_stage_input,
-                        align_corners=args.align_corners, implementation=args.implementation)
+    model = config_from_args(ModelConfig, args)
     lr = args.lr if args.lr is not None else (0.0001 if args.backbone == "vgg" else 0.0015)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr,
-                        parsing_weight=args.parsing_weight, seed=args.seed, eval_every=args.eval_every,
-                        amp=args.amp, workers=args.workers, threads=args.threads)
-    data = DataConfig(root=args.data, synthetic_train=args.synthetic_train, synthetic_val=args.synthetic_val,
-                      synthetic_seed=args.synthetic_seed, scale_range=args.scale_range,
-                      heatmap_sigma=args.heatmap_sigma, synthetic_accessories=args.synthetic_accessories)
-    return model, train, data
+    return model, config_from_args(TrainConfig, args, lr=lr), config_from_args(DataConfig, args)
 
 
 def _device(name: str) -> str:
@@ -130,12 +76,11 @@ def command_evaluate(args) -> dict:
     from .train import load_trained, synthetic_validation
     device = _device(args.device)
     model, config = load_trained(args.checkpoint, args.implementation, device=device)
-    if args.data is None:
-        dataset = synthetic_validation(DataConfig(synthetic_val=args.synthetic_val, synthetic_seed=args.synthetic_seed,
-                                                  heatmap_sigma=args.heatmap_sigma,
-                                                  synthetic_accessories=args.synthetic_accessories), config.input_size)
+    data = config_from_args(DataConfig, args)
+    if data.root is None:
+        dataset = synthetic_validation(data, config.input_size)
     else:
-        dataset = LIPDataset(args.data, args.split, EvalTransform(config.input_size))
+        dataset = LIPDataset(data.root, args.split, EvalTransform(config.input_size))
     writer = parsing_png_writer(args.out) if args.out else None
     evaluation = evaluate_model(model, dataset, args.batch_size, device, amp=args.amp, on_parsing=writer)
     if args.out:
@@ -185,10 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train MuLA (torchrun for several processes)")
-    _add_model_options(train)
-    _add_implementation(train)
-    _add_data_options(train)
-    _add_train_options(train)
+    _add_training_options(train)
     train.add_argument("--out", required=True, help="run folder: checkpoints, log.jsonl, config.json")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     train.set_defaults(run=command_train)
@@ -196,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a checkpoint with the LIP protocol")
     evaluate.add_argument("checkpoint")
     _add_implementation(evaluate)
-    _add_data_options(evaluate)
+    add_config_options(evaluate, DataConfig, "data")
     evaluate.add_argument("--split", default="val", choices=("train", "val"))
     evaluate.add_argument("--batch-size", type=int, default=16)
-    evaluate.add_argument("--amp", action="store_true")
+    evaluate.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help=HELP["amp"])
     evaluate.add_argument("--device", default="auto")
     evaluate.add_argument("--out", default=None, help="write pose_predictions.csv and parsing/*.png here")
     evaluate.set_defaults(run=command_evaluate)

@@ -76,12 +76,13 @@ class TrainConfig:
         if len(self.lr_milestones) != len(self.lr_factors):
             raise ValueError("TrainConfig: expected as many lr_factors as lr_milestones")
 
-    def lr_at(self, epoch: int) -> float:
+    def lr_factor(self, epoch: int) -> float:
+        """The schedule's multiple of lr in a 0-based epoch (torch.optim.lr_scheduler.LambdaLR's lambda)."""
         factor = 1.0
         for milestone, milestone_factor in zip(self.lr_milestones, self.lr_factors):
             if epoch >= round(milestone * self.epochs):
                 factor = milestone_factor
-        return self.lr * factor
+        return factor
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from . import checkpoint, distributed
 from .amp import autocast
@@ -19,7 +20,6 @@ from .data import EvalTransform, LIPDataset, SyntheticPeople, TrainTransform, at
 from .evaluate import evaluate_model
 from .losses import mula_loss
 from .models import build_model
-from .progress import ProgressBar
 
 LAST, BEST_PCKH, BEST_MIOU, LOG = "last.pt", "best_pckh.pt", "best_miou.pt", "log.jsonl"
 VAL_SEED_OFFSET = 1_000_003  # held-out synthetic people come from another seed
@@ -108,6 +108,11 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
             "data": dataclasses.asdict(data_config)}, indent=2).encode())
         log = EpochLog(out_dir / LOG, start_epoch)
 
+    # The schedule resumes from the epoch alone (LambdaLR rebuilds the lr from
+    # initial_lr), so checkpoints need no scheduler state.
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", train_config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, train_config.lr_factor, last_epoch=start_epoch - 1)
     trained = model
     if context.distributed:
         trained = DistributedDataParallel(model, device_ids=[context.device.index] if context.device.type == "cuda"
@@ -115,9 +120,7 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
     local_batch = train_config.batch_size // context.world_size
     metrics = {}
     for epoch in range(start_epoch, train_config.epochs):
-        lr = train_config.lr_at(epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = scheduler.get_last_lr()[0]
         loader = make_loader(train_set, local_batch, shuffle=train_config.shuffle, workers=train_config.workers,
                              seed=train_config.seed, epoch=epoch, drop_last=True, rank=context.rank,
                              world_size=context.world_size)
@@ -142,6 +145,7 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
             if show_progress:
                 shown = f" PCKh@0.5 {metrics['pckh']:.1f} mIoU {metrics['miou']:.1f}" if evaluated else ""
                 print(f"epoch {epoch + 1}: loss {loss:.5f} lr {lr:.2e} {seconds:.1f} s{shown}", flush=True)
+        scheduler.step()
         if context.distributed:
             torch.distributed.barrier()
     return metrics
@@ -150,7 +154,9 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
 def run_epoch(model, loader, optimizer, scaler, train_config: TrainConfig, context, description, show_progress):
     """One pass over the loader; returns (sum of batch losses, number of steps)."""
     model.train()
-    progress = ProgressBar(len(loader), description, enabled=show_progress)
+    progress = tqdm(total=len(loader), desc=description, disable=not show_progress, unit="batch",
+                    dynamic_ncols=True)
+    started = time.perf_counter()
     loss_sum, steps = 0.0, 0
     dtype = next(model.parameters()).dtype  # inputs follow the model (float64 in exactness tests)
     for steps, batch in enumerate(loader, start=1):
@@ -168,7 +174,10 @@ def run_epoch(model, loader, optimizer, scaler, train_config: TrainConfig, conte
         scaler.step(optimizer)
         scaler.update()
         loss_sum += loss.item()
-        progress.update(steps, image.shape[0] * context.world_size, loss=loss_sum / steps)
+        images = steps * image.shape[0] * context.world_size
+        progress.set_postfix(loss=f"{loss_sum / steps:.4g}",
+                             img_per_s=f"{images / (time.perf_counter() - started):.1f}", refresh=False)
+        progress.update()
     progress.close()
     return loss_sum, steps
 

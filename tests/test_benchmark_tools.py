@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import memory, report
+from benchmarks import memory, run_suites
 from benchmarks.cases import ConvCase, flops, make_inputs, minimal_bytes, mula_hourglass, tensor_bytes, unfold_bytes
+from benchmarks.render import render_report
+from benchmarks.results import load_latency
 from benchmarks.training_step import ModelCase
 from mula_model import build_model
 from mula_ops import reference
@@ -138,13 +140,13 @@ def fake_results(tmp_path):
     (tmp_path / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest,
                                                       "model_peaks": model_peaks,
                                                       "model_largest_batch": model_largest}))
-    (tmp_path / "machine.json").write_text(json.dumps(dict(report.machine_description(2),
+    (tmp_path / "machine.json").write_text(json.dumps(dict(run_suites.machine_description(2),
                                                            command="python -m benchmarks.report --quick")))
 
 
 def test_report_figures_match_hand_computation(tmp_path):
     fake_results(tmp_path)
-    text = report.render(tmp_path).read_text()
+    text = render_report(tmp_path).read_text()
     # matmul 1e10 FLOP in 0.1 s = 100 GFLOP/s; copy 1e9 B in 0.5 s = 2 GB/s.
     assert "100 GFLOP/s, copy 2.0 GB/s" in text
     row = next(line for line in text.splitlines() if line.startswith("| hourglass N=4 | forward |"))
@@ -168,7 +170,7 @@ def test_report_figures_match_hand_computation(tmp_path):
 def test_report_writes_png_plots(tmp_path):
     pytest.importorskip("matplotlib")
     fake_results(tmp_path)
-    report.render(tmp_path)
+    render_report(tmp_path)
     for name in ("latency_vs_batch.png", "speedup.png", "fraction_of_peak.png", "memory_cpu.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -178,7 +180,7 @@ def test_report_takes_cuda_event_times_where_recorded(tmp_path):
     results = json.loads((tmp_path / "latency.json").read_text())
     results["benchmarks"][0]["extra_info"].update(cuda_event_min=0.05, cuda_event_median=0.06)
     (tmp_path / "latency.json").write_text(json.dumps(results))
-    ops = report.load_latency(tmp_path / "latency.json")["ops"]
+    ops = load_latency(tmp_path / "latency.json")["ops"]
     ours = ops[("hourglass", 4, "forward", "float32", "cpu", "mula_ops")]
     grouped = ops[("hourglass", 4, "forward", "float32", "cpu", "grouped")]
     assert (ours["min"], ours["median"]) == (0.05, 0.06)

@@ -5,6 +5,7 @@ import torch
 
 from mula_model import ModelConfig, build_model
 from mula_model.losses import mula_loss
+from mula_model.models.adaptation import FactorizedAdaptiveConv
 from mula_ops import IMPLEMENTATIONS
 
 # input 128 -> 32x32 features -> 3x3 dynamic filters (the VGG case's kernel size).
@@ -42,3 +43,26 @@ def test_model_repr_names_the_implementation(implementation):
     dynamic = model.pose_stages[0].refine.dynamic
     assert dynamic.implementation == implementation
     assert dynamic.kernel_size == (3, 3) and dynamic.groups == 16
+
+
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["hourglass", "vgg"])
+def test_double_backward_through_factorized_adaptive_conv_matches_grouped(batch_norm):
+    """A gradient penalty through MuLA's adaptive convolution (second order in
+    the features and the predicted filters) equals the grouped trick's, which
+    PyTorch's own conv differentiates."""
+    torch.manual_seed(0)
+    state = FactorizedAdaptiveConv(6, 3, batch_norm, "grouped").double().state_dict()
+    features = torch.randn(2, 6, 9, 9, dtype=torch.float64)
+    filters = torch.randn(2, 6, 3, 3, dtype=torch.float64)
+    results = {}
+    for implementation in ("mula_ops", "grouped"):
+        module = FactorizedAdaptiveConv(6, 3, batch_norm, implementation).double()
+        module.load_state_dict(state)
+        x, w = features.clone().requires_grad_(True), filters.clone().requires_grad_(True)
+        out = module(x, w)
+        grads = torch.autograd.grad(out.square().sum(), (x, w), create_graph=True)
+        penalty = sum(g.square().sum() for g in grads)
+        results[implementation] = torch.autograd.grad(penalty, (x, w, *module.parameters()))
+    for ours, theirs in zip(results["mula_ops"], results["grouped"]):
+        assert theirs.abs().max() > 0
+        torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-10)

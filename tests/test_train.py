@@ -69,7 +69,13 @@ def test_checkpoints_and_log_of_a_run(tmp_path):
 
 def test_learning_rate_schedule_follows_the_code():
     config = TrainConfig(epochs=250, lr=0.0015)
-    factors = [config.lr_at(epoch) / 0.0015 for epoch in (0, 149, 150, 169, 170, 200, 229, 230, 249)]
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor)
+    lrs = []
+    for _ in range(config.epochs):
+        lrs.append(scheduler.get_last_lr()[0])
+        scheduler.step()
+    factors = [lrs[epoch] / 0.0015 for epoch in (0, 149, 150, 169, 170, 200, 229, 230, 249)]
     assert factors == pytest.approx([1, 1, 0.5, 0.5, 0.25, 0.1, 0.1, 0.05, 0.05])
 
 

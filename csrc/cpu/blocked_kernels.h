@@ -148,7 +148,7 @@ void correlate_fast(const float* in, int64_t in_stride, const float* w, float* o
 // of one row by up to kColBlock vectors; in the column phases of the staged
 // input each tap's reads are contiguous.
 template <int K>
-void correlate_strided(const float* in, int64_t in_stride, const float* w, const PlaneShape& s,
+void correlate_strided(const float* in, int64_t in_stride, const float* w, const ConvShape& s,
                        float* out, int64_t out_stride, int64_t vectors) {
   ColumnPhases phases{};
   for (int j = 0; j < K; ++j) phases.start[j] = tap_column_start(s, in_stride, j);

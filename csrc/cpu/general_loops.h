@@ -18,7 +18,7 @@ namespace {
 // the input staged by stage_input_plane.
 template <typename Acc>
 void correlate_general(const Acc* in, int64_t in_stride, const Acc* w,
-                       const PlaneShape& s, Acc* out, int64_t out_stride) {
+                       const ConvShape& s, Acc* out, int64_t out_stride) {
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t j = 0; j < s.kernel_w; ++j) {
       const Acc tap = w[i * s.kernel_w + j];
@@ -34,7 +34,7 @@ void correlate_general(const Acc* in, int64_t in_stride, const Acc* w,
 
 template <typename Acc>
 void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go,
-                         int64_t go_stride, const PlaneShape& s, Acc* grad_w) {
+                         int64_t go_stride, const ConvShape& s, Acc* grad_w) {
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t j = 0; j < s.kernel_w; ++j) {
       Acc sum = 0;
@@ -53,7 +53,7 @@ void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go,
 // map to, r * sh = y + ph - i * dh and c * sw = x + pw - j * dw: a gather.
 template <typename Acc>
 void input_grad_general(const Acc* go, int64_t go_stride, const Acc* w,
-                        const PlaneShape& s, Acc* grad_in, int64_t grad_in_stride) {
+                        const ConvShape& s, Acc* grad_in, int64_t grad_in_stride) {
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t y = 0; y < s.in_height; ++y) {
       const int64_t t = y + s.pad_h - i * s.dilation_h;

@@ -29,7 +29,7 @@ bool with_kernel_size(int k, Body&& body) {
 
 // Calls body(step) with the column dilation as the fast kernels take it.
 template <typename Body>
-void with_column_step(const PlaneShape& s, Body&& body) {
+void with_column_step(const ConvShape& s, Body&& body) {
   if (s.dilation_w == 1) {
     body(std::integral_constant<int64_t, 1>{});
   } else {
@@ -39,7 +39,7 @@ void with_column_step(const PlaneShape& s, Body&& body) {
 
 template <typename Acc>
 void correlate(const Acc* in, int64_t in_stride, const Acc* w,
-               const PlaneShape& s, int64_t rows, int64_t cols, Acc* out,
+               const ConvShape& s, int64_t rows, int64_t cols, Acc* out,
                int64_t out_stride) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
@@ -62,7 +62,7 @@ void correlate(const Acc* in, int64_t in_stride, const Acc* w,
 
 template <typename Acc>
 void weight_grad(const Acc* in, int64_t in_stride, const Acc* go,
-                 int64_t go_stride, const PlaneShape& s, int64_t cols,
+                 int64_t go_stride, const ConvShape& s, int64_t cols,
                  Acc* grad_w) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
@@ -82,7 +82,7 @@ void weight_grad(const Acc* in, int64_t in_stride, const Acc* go,
 // the staged plane with its margin; taps are flipped for the fast path.
 template <typename Acc>
 void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps,
-                const PlaneShape& s, Acc* grad_in, int64_t grad_in_stride) {
+                const ConvShape& s, Acc* grad_in, int64_t grad_in_stride) {
   if (fast_kernel_size<Acc>(s) != 0) {
     // With the margin, the flipped correlation reads grad_output padded by
     // (k - 1) * dilation - pad, which starts pad rows and columns into the

@@ -1,5 +1,7 @@
-// The interface between the operator (dynamic_conv_cpu.cpp, which includes
-// torch) and the per-plane kernels (kernels_*.cpp, which do not).
+// The interface between the CPU backend (dynamic_conv_cpu.cpp, which
+// includes torch) and the per-plane kernels (kernels_*.cpp, which do not):
+// tables of entry points over the operator's plain data
+// (../dynamic_conv_problem.h).
 //
 // The kernels are compiled once per instruction set from one source
 // (plane_kernels_impl.h) and chosen at run time, so the same binary runs on a
@@ -12,42 +14,9 @@
 
 #include <cstdint>
 
+#include "../dynamic_conv_problem.h"
+
 namespace mula::cpu {
-
-enum class DType { kFloat, kDouble, kHalf, kBFloat16 };
-
-// The sizes of one convolution, copied from mula::ConvParams (which needs
-// torch headers) by the operator.
-struct PlaneShape {
-  int64_t batch, in_channels, in_height, in_width;
-  int64_t out_channels, out_height, out_width;
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-  int64_t dilation_h, dilation_w, groups;
-};
-
-// Contiguous NCHW tensors of one dtype; the weight is (N, C_out, C_in /
-// groups, kH, kW). bias is null, (C_out,) or (N, C_out).
-struct ForwardArgs {
-  PlaneShape shape;
-  DType dtype;
-  const void* input;
-  const void* weight;
-  const void* bias;
-  bool bias_per_sample;
-  void* output;
-};
-
-// A null output pointer means that gradient was not asked for.
-struct BackwardArgs {
-  PlaneShape shape;
-  DType dtype;
-  const void* grad_output;
-  const void* input;
-  const void* weight;
-  void* grad_input;   // (N, C_in, H, W)
-  void* grad_weight;  // (N, C_out, C_in / groups, kH, kW)
-  void* grad_bias;    // (N, C_out), per sample
-};
 
 // Each entry processes the work items [begin, end) in order; an item is one
 // (sample, channel) plane, item = n * channels + c. Items never share an

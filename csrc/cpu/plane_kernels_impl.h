@@ -51,7 +51,7 @@ namespace {
 template <typename T>
 void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   using Acc = AccOf<T>;
-  const PlaneShape& s = a.shape;
+  const ConvShape& s = a.shape;
   const Geometry g(s);
   const int64_t in_per_group = s.in_channels / s.groups;
   const int64_t out_per_group = s.out_channels / s.groups;
@@ -94,7 +94,7 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
 template <typename T>
 void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t end) {
   using Acc = AccOf<T>;
-  const PlaneShape& s = a.shape;
+  const ConvShape& s = a.shape;
   const Geometry g(s);
   const bool depthwise = s.groups == s.in_channels && s.out_channels == s.in_channels;
   const bool want_input = depthwise && a.grad_input != nullptr;
@@ -153,7 +153,7 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
 template <typename T>
 void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t end) {
   using Acc = AccOf<T>;
-  const PlaneShape& s = a.shape;
+  const ConvShape& s = a.shape;
   const Geometry g(s);
   const int64_t in_per_group = s.in_channels / s.groups;
   const int64_t out_per_group = s.out_channels / s.groups;

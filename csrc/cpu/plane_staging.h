@@ -67,7 +67,7 @@ inline int64_t clamp_to(int64_t value, int64_t low, int64_t high) {
 // float accumulation and a square 1x1, 3x3, 5x5 or 7x7 filter, any stride
 // and dilation.
 template <typename Acc>
-int blocked_kernel_size(const PlaneShape& s) {
+int blocked_kernel_size(const ConvShape& s) {
   if (!kIsFloat<Acc> || s.kernel_h != s.kernel_w) return 0;
   const int64_t k = s.kernel_h;
   return (k == 1 || k == 3 || k == 5 || k == 7) ? static_cast<int>(k) : 0;
@@ -76,7 +76,7 @@ int blocked_kernel_size(const PlaneShape& s) {
 // The same for the stride-1 kernels, which also serve the backward (the
 // weight reduction, and grad_input as the flipped correlation).
 template <typename Acc>
-int fast_kernel_size(const PlaneShape& s) {
+int fast_kernel_size(const ConvShape& s) {
   return s.stride_h == 1 && s.stride_w == 1 ? blocked_kernel_size<Acc>(s) : 0;
 }
 
@@ -94,7 +94,7 @@ struct Geometry {
   // row-blocked weight reduction read it.
   int64_t go_top, go_left, go_rows, go_cols;
 
-  explicit Geometry(const PlaneShape& s) {
+  explicit Geometry(const ConvShape& s) {
     const int64_t lanes = Simd::kLanes;
     out_cols = round_up(s.out_width, lanes);
     in_rows = s.in_height + 2 * s.pad_h;
@@ -136,7 +136,7 @@ void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top,
 // strided reads along a row are one contiguous run (tap_column_start); with
 // sw = 1 that is the plain layout.
 template <typename T, typename Acc>
-void stage_input_plane(const T* src, const PlaneShape& s, const Geometry& g, Acc* buf) {
+void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc* buf) {
   if (s.stride_w == 1) {
     stage_plane(src, s.in_height, s.in_width, s.pad_h, s.pad_w, buf, g.in_rows, g.in_cols);
     return;
@@ -161,7 +161,7 @@ void stage_input_plane(const T* src, const PlaneShape& s, const Geometry& g, Acc
 
 // Where the reads of filter column j start in a row staged by
 // stage_input_plane: input column c * sw + j * dw is entry c of that run.
-inline int64_t tap_column_start(const PlaneShape& s, int64_t in_stride, int64_t j) {
+inline int64_t tap_column_start(const ConvShape& s, int64_t in_stride, int64_t j) {
   const int64_t x = j * s.dilation_w;
   return (x % s.stride_w) * (in_stride / s.stride_w) + x / s.stride_w;
 }

@@ -8,6 +8,12 @@
 // shared memory in the accumulation type (float for half types); filters live
 // in registers when the kernel size is a compile-time constant (3, 5, 7).
 // No kernel returns before a barrier, and no float atomics are used.
+//
+// The kernels read the operator's 64-bit ConvShape (../dynamic_conv_problem.h)
+// and narrow the sizes within a plane to int where they use them, so in-plane
+// index arithmetic stays 32-bit; the CUDA backend's preparation
+// (dynamic_conv_cuda_backend.h) has checked that they fit. Offsets across
+// planes are 64-bit.
 #pragma once
 
 #include "device_platform.cuh"
@@ -164,8 +170,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int tx = threadIdx.x;
   const int ty = threadIdx.y;
   acc_t* filter = staged + t.staged_rows * t.staged_cols;
-  const int kernel_h = K > 0 ? K : s.kernel_h;
-  const int kernel_w = K > 0 ? K : s.kernel_w;
+  const int kernel_h = K > 0 ? K : int(s.kernel_h);
+  const int kernel_w = K > 0 ? K : int(s.kernel_w);
   const int taps = kernel_h * kernel_w;
 
   const int tiles = t.tiles_h * t.tiles_w;
@@ -177,15 +183,15 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int ox0 = tile % t.tiles_w * t.tile_w;
   const std::int64_t in_per_group = s.in_channels / s.groups;
   const std::int64_t first_in = co / (s.out_channels / s.groups) * in_per_group;
-  const int plane_size = s.in_height * s.in_width;
+  const int plane_size = int(s.in_height) * int(s.in_width);
 
   const int rows = (t.tile_h - ty + kBlockY - 1) / kBlockY;  // rows of the tile this thread owns
   acc_t acc[kRowsPerThread] = {};
   for (std::int64_t ci = 0; ci < in_per_group; ++ci) {
     __syncthreads();  // the previous channel's tiles have been read
     stage_tile(staged, t.staged_rows, t.staged_cols,
-               input + (n * s.in_channels + first_in + ci) * plane_size, s.in_height, s.in_width,
-               oy0 * s.stride_h - s.pad_h, ox0 * s.stride_w - s.pad_w);
+               input + (n * s.in_channels + first_in + ci) * plane_size, int(s.in_height), int(s.in_width),
+               oy0 * int(s.stride_h) - int(s.pad_h), ox0 * int(s.stride_w) - int(s.pad_w));
     stage_filter(filter, weight + (plane * in_per_group + ci) * taps, taps);
     MULA_STAGED_BARRIER();
     if (tx < t.tile_w) {
@@ -195,14 +201,14 @@ __global__ void __launch_bounds__(kThreads, 2)
       for (int kh = 0; kh < kernel_h; ++kh) {
         const FilterRow<acc_t, K> f(filter + kh * kernel_w);
         const acc_t* tap_row =
-            staged + (ty * s.stride_h + kh * s.dilation_h) * t.staged_cols + tx * s.stride_w;
+            staged + (ty * int(s.stride_h) + kh * int(s.dilation_h)) * t.staged_cols + tx * int(s.stride_w);
 #pragma unroll
         for (int r = 0; r < kRowsPerThread; ++r) {
           if (r >= rows) continue;
-          const acc_t* in_row = tap_row + r * kBlockY * s.stride_h * t.staged_cols;
+          const acc_t* in_row = tap_row + r * kBlockY * int(s.stride_h) * t.staged_cols;
 #pragma unroll
           for (int kw = 0; kw < kernel_w; ++kw) {
-            acc[r] += in_row[kw * s.dilation_w] * f[kw];
+            acc[r] += in_row[kw * int(s.dilation_w)] * f[kw];
           }
         }
       }
@@ -216,8 +222,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int r = 0; r < kRowsPerThread; ++r) {
     const int ly = ty + r * kBlockY;
     const int oy = oy0 + ly;
-    if (tx < t.tile_w && ly < t.tile_h && oy < s.out_height && ox < s.out_width) {
-      output[(plane * s.out_height + oy) * s.out_width + ox] =
+    if (tx < t.tile_w && ly < t.tile_h && oy < int(s.out_height) && ox < int(s.out_width)) {
+      output[(plane * int(s.out_height) + oy) * int(s.out_width) + ox] =
           Numeric<scalar_t>::store(acc[r] + bias_value);
     }
   }
@@ -247,13 +253,13 @@ template <bool kUnitStride, typename acc_t>
 __device__ __forceinline__ acc_t gathered(const ConvShape& s, const Tiling& t,
                                           const acc_t* staged, int y, int x, int kh, int kw,
                                           int oy_first, int ox_first) {
-  const int row = y + s.pad_h - kh * s.dilation_h;
-  const int col = x + s.pad_w - kw * s.dilation_w;
+  const int row = y + int(s.pad_h) - kh * int(s.dilation_h);
+  const int col = x + int(s.pad_w) - kw * int(s.dilation_w);
   if constexpr (kUnitStride) {
     return staged[(row - oy_first) * t.staged_cols + col - ox_first];
   } else {
-    if (row % s.stride_h != 0 || col % s.stride_w != 0) return acc_t(0);
-    return staged[(row / s.stride_h - oy_first) * t.staged_cols + col / s.stride_w - ox_first];
+    if (row % int(s.stride_h) != 0 || col % int(s.stride_w) != 0) return acc_t(0);
+    return staged[(row / int(s.stride_h) - oy_first) * t.staged_cols + col / int(s.stride_w) - ox_first];
   }
 }
 
@@ -286,8 +292,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   MULA_DYNAMIC_SHARED(acc_t, staged);
   const int tx = threadIdx.x;
   const int ty = threadIdx.y;
-  const int kernel_h = K > 0 ? K : s.kernel_h;
-  const int kernel_w = K > 0 ? K : s.kernel_w;
+  const int kernel_h = K > 0 ? K : int(s.kernel_h);
+  const int kernel_w = K > 0 ? K : int(s.kernel_w);
   const int taps = kernel_h * kernel_w;
   acc_t* filter = staged + t.staged_rows * t.staged_cols;
   acc_t* warp_sums = filter + taps;  // kWarps x (taps + 1)
@@ -306,18 +312,18 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int y0 = tile_row * t.tile_h;
   const int x0 = tile_col * t.tile_w;
   // First output row/column any pixel of the tile gathers from.
-  const int oy_first = floor_div(y0 + s.pad_h - (kernel_h - 1) * s.dilation_h, s.stride_h);
-  const int ox_first = floor_div(x0 + s.pad_w - (kernel_w - 1) * s.dilation_w, s.stride_w);
-  const int out_plane_size = s.out_height * s.out_width;
+  const int oy_first = floor_div(y0 + int(s.pad_h) - (kernel_h - 1) * int(s.dilation_h), int(s.stride_h));
+  const int ox_first = floor_div(x0 + int(s.pad_w) - (kernel_w - 1) * int(s.dilation_w), int(s.stride_w));
+  const int out_plane_size = int(s.out_height) * int(s.out_width);
   const bool want_sums = grad_weight != nullptr || grad_bias != nullptr;
   // This block's share of the output plane for the bias sum.
-  const int bias_rows = (s.out_height + t.tiles_h - 1) / t.tiles_h;
-  const int bias_cols = (s.out_width + t.tiles_w - 1) / t.tiles_w;
+  const int bias_rows = (int(s.out_height) + t.tiles_h - 1) / t.tiles_h;
+  const int bias_cols = (int(s.out_width) + t.tiles_w - 1) / t.tiles_w;
   const int by0 = tile_row * bias_rows;
   const int bx0 = tile_col * bias_cols;
-  const int by_end = by0 + bias_rows < s.out_height ? by0 + bias_rows : s.out_height;
+  const int by_end = by0 + bias_rows < int(s.out_height) ? by0 + bias_rows : int(s.out_height);
   const int by1 = grad_bias != nullptr && ci_in_group == 0 ? by_end : 0;  // empty otherwise
-  const int bx1 = bx0 + bias_cols < s.out_width ? bx0 + bias_cols : s.out_width;
+  const int bx1 = bx0 + bias_cols < int(s.out_width) ? bx0 + bias_cols : int(s.out_width);
 
   const int lane = (ty * kBlockX + tx) % 32;
   const int warp = (ty * kBlockX + tx) / 32;
@@ -329,8 +335,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int r = 0; r < kRowsPerThread; ++r) {
     const int y = y0 + ty + r * kBlockY;
-    pixel[r] = want_sums && has_column && r < rows && y < s.in_height && x < s.in_width
-                   ? Numeric<scalar_t>::load(input[(plane * s.in_height + y) * s.in_width + x])
+    pixel[r] = want_sums && has_column && r < rows && y < int(s.in_height) && x < int(s.in_width)
+                   ? Numeric<scalar_t>::load(input[(plane * int(s.in_height) + y) * int(s.in_width) + x])
                    : acc_t(0);
   }
 
@@ -340,7 +346,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     const std::int64_t weight_plane = out_plane * in_per_group + ci_in_group;
     const scalar_t* grad_plane = grad_output + out_plane * out_plane_size;
     __syncthreads();  // the previous channel's tiles and sums have been read
-    stage_tile(staged, t.staged_rows, t.staged_cols, grad_plane, s.out_height, s.out_width,
+    stage_tile(staged, t.staged_rows, t.staged_cols, grad_plane, int(s.out_height), int(s.out_width),
                oy_first, ox_first);
     stage_filter(filter, weight + weight_plane * taps, taps);
     MULA_STAGED_BARRIER();
@@ -348,7 +354,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     acc_t bias_sum = 0;
     for (int oy = by0 + ty; oy < by1; oy += kBlockY) {
       for (int ox = bx0 + tx; ox < bx1; ox += kBlockX) {
-        bias_sum += Numeric<scalar_t>::load(grad_plane[oy * s.out_width + ox]);
+        bias_sum += Numeric<scalar_t>::load(grad_plane[oy * int(s.out_width) + ox]);
       }
     }
     if constexpr (K > 0) {
@@ -426,8 +432,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int r = 0; r < kRowsPerThread; ++r) {
     const int ly = ty + r * kBlockY;
     const int y = y0 + ly;
-    if (has_column && ly < t.tile_h && y < s.in_height && x < s.in_width) {
-      grad_input[(plane * s.in_height + y) * s.in_width + x] = Numeric<scalar_t>::store(acc[r]);
+    if (has_column && ly < t.tile_h && y < int(s.in_height) && x < int(s.in_width)) {
+      grad_input[(plane * int(s.in_height) + y) * int(s.in_width) + x] = Numeric<scalar_t>::store(acc[r]);
     }
   }
 }
@@ -441,7 +447,7 @@ __global__ void __launch_bounds__(kThreads, 2)
                                 scalar_t* __restrict__ grad_weight,
                                 scalar_t* __restrict__ grad_bias) {
   using acc_t = typename Numeric<scalar_t>::acc_t;
-  const int taps = s.kernel_h * s.kernel_w;
+  const int taps = int(s.kernel_h) * int(s.kernel_w);
   const std::int64_t planes = s.batch * s.out_channels * (s.in_channels / s.groups);
   const std::int64_t index = std::int64_t(blockIdx.x) * kThreads + threadIdx.y * kBlockX + threadIdx.x;
   if (index >= planes * (taps + 1)) return;  // no barrier in this kernel

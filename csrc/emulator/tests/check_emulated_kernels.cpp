@@ -19,8 +19,8 @@
 
 namespace {
 
-using mula::cuda::ConvShape;
-using mula::cuda::ScalarType;
+using mula::ConvShape;
+using mula::DType;
 
 enum class Bias { kNone, kShared, kPerSample };
 
@@ -42,7 +42,7 @@ struct Random {
 
 // Storage round trip per dtype, so the oracle sees exactly the kernel's inputs.
 struct Storage {
-  ScalarType type;
+  DType type;
   std::size_t bytes;
   double tolerance;  // relative to the sum of absolute terms
   const char* name;
@@ -53,10 +53,10 @@ void encode(const Storage& st, const std::vector<double>& values, std::vector<un
   for (std::size_t i = 0; i < values.size(); ++i) {
     unsigned char* p = out.data() + i * st.bytes;
     switch (st.type) {
-      case ScalarType::kDouble: std::memcpy(p, &values[i], 8); break;
-      case ScalarType::kFloat: { const float v = float(values[i]); std::memcpy(p, &v, 4); break; }
-      case ScalarType::kHalf: { const __half v = __float2half_rn(float(values[i])); std::memcpy(p, &v, 2); break; }
-      case ScalarType::kBFloat16: { const __nv_bfloat16 v = __float2bfloat16_rn(float(values[i])); std::memcpy(p, &v, 2); break; }
+      case DType::kDouble: std::memcpy(p, &values[i], 8); break;
+      case DType::kFloat: { const float v = float(values[i]); std::memcpy(p, &v, 4); break; }
+      case DType::kHalf: { const __half v = __float2half_rn(float(values[i])); std::memcpy(p, &v, 2); break; }
+      case DType::kBFloat16: { const __nv_bfloat16 v = __float2bfloat16_rn(float(values[i])); std::memcpy(p, &v, 2); break; }
     }
   }
 }
@@ -66,10 +66,10 @@ std::vector<double> decode(const Storage& st, const std::vector<unsigned char>& 
   for (std::size_t i = 0; i < out.size(); ++i) {
     const unsigned char* p = in.data() + i * st.bytes;
     switch (st.type) {
-      case ScalarType::kDouble: std::memcpy(&out[i], p, 8); break;
-      case ScalarType::kFloat: { float v; std::memcpy(&v, p, 4); out[i] = v; break; }
-      case ScalarType::kHalf: { __half v; std::memcpy(&v, p, 2); out[i] = __half2float(v); break; }
-      case ScalarType::kBFloat16: { __nv_bfloat16 v; std::memcpy(&v, p, 2); out[i] = __bfloat162float(v); break; }
+      case DType::kDouble: std::memcpy(&out[i], p, 8); break;
+      case DType::kFloat: { float v; std::memcpy(&v, p, 4); out[i] = v; break; }
+      case DType::kHalf: { __half v; std::memcpy(&v, p, 2); out[i] = __half2float(v); break; }
+      case DType::kBFloat16: { __nv_bfloat16 v; std::memcpy(&v, p, 2); out[i] = __bfloat162float(v); break; }
     }
   }
   return out;
@@ -90,8 +90,8 @@ ConvShape make_shape(const Case& c) {
   s.kernel_h = c.kernel_h; s.kernel_w = c.kernel_w;
   s.stride_h = c.stride_h; s.stride_w = c.stride_w; s.pad_h = c.pad_h; s.pad_w = c.pad_w;
   s.dilation_h = c.dilation_h; s.dilation_w = c.dilation_w;
-  s.out_height = (c.height + 2 * c.pad_h - c.dilation_h * (c.kernel_h - 1) - 1) / c.stride_h + 1;
-  s.out_width = (c.width + 2 * c.pad_w - c.dilation_w * (c.kernel_w - 1) - 1) / c.stride_w + 1;
+  s.out_height = mula::output_size(c.height, c.kernel_h, c.stride_h, c.pad_h, c.dilation_h);
+  s.out_width = mula::output_size(c.width, c.kernel_w, c.stride_w, c.pad_w, c.dilation_w);
   return s;
 }
 
@@ -193,14 +193,18 @@ bool check(const Case& c, const Storage& st) {
     if (status != cudaSuccess) std::printf("  %s launch failed: %s\n", what, cudaGetErrorString(status));
     ok = ok && status == cudaSuccess;
   };
-  launched(mula::cuda::launch_forward(s, st.type, input_d.data(), weight_d.data(),
-                                      c.bias == Bias::kNone ? nullptr : bias_d.data(),
-                                      c.bias == Bias::kPerSample, output_d.data(), nullptr),
+  const void* bias_data = c.bias == Bias::kNone ? nullptr : bias_d.data();
+  launched(mula::cuda::launch_forward({s, st.type, input_d.data(), weight_d.data(), bias_data,
+                                       c.bias == Bias::kPerSample, output_d.data()},
+                                      nullptr),
            "forward");
-  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
-                                       grad_input_d.data(), grad_weight_d.data(), grad_bias_d.data(),
-                                       workspace.data(), nullptr),
-           "backward");
+  // The backward with the given gradient pointers (null: not wanted).
+  const auto backward = [&](void* grad_input, void* grad_weight, void* grad_bias) {
+    return mula::cuda::launch_backward({s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
+                                        grad_input, grad_weight, grad_bias},
+                                       workspace.data(), nullptr);
+  };
+  launched(backward(grad_input_d.data(), grad_weight_d.data(), grad_bias_d.data()), "backward");
   ok = ok && compare("output", st, decode(st, output_d), o.output, o.output_abs);
   ok = ok && compare("grad_input", st, decode(st, grad_input_d), o.grad_input, o.grad_input_abs);
   ok = ok && compare("grad_weight", st, decode(st, grad_weight_d), o.grad_weight, o.grad_weight_abs);
@@ -209,15 +213,9 @@ bool check(const Case& c, const Storage& st) {
   // Each gradient alone (the others' pointers null) gives the same values.
   std::vector<unsigned char> input_only(grad_input_d.size()), weight_only(grad_weight_d.size()),
       bias_only(grad_bias_d.size());
-  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
-                                       input_only.data(), nullptr, nullptr, workspace.data(), nullptr),
-           "grad_input only");
-  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
-                                       nullptr, weight_only.data(), nullptr, workspace.data(), nullptr),
-           "grad_weight only");
-  launched(mula::cuda::launch_backward(s, st.type, grad_output_d.data(), input_d.data(), weight_d.data(),
-                                       nullptr, nullptr, bias_only.data(), workspace.data(), nullptr),
-           "grad_bias only");
+  launched(backward(input_only.data(), nullptr, nullptr), "grad_input only");
+  launched(backward(nullptr, weight_only.data(), nullptr), "grad_weight only");
+  launched(backward(nullptr, nullptr, bias_only.data()), "grad_bias only");
   ok = ok && input_only == grad_input_d && weight_only == grad_weight_d && bias_only == grad_bias_d;
   return ok;
 }
@@ -239,10 +237,10 @@ const Case kCases[] = {
   {"empty_batch",            0, 2,  2,  2,  8,  8,  3, 3, 1, 1, 1, 1, 1, 1, Bias::kPerSample},
 };
 const Storage kStorages[] = {
-  {ScalarType::kDouble, 8, 1e-12, "float64"},
-  {ScalarType::kFloat, 4, 1e-5, "float32"},
-  {ScalarType::kHalf, 2, 2e-3, "float16"},
-  {ScalarType::kBFloat16, 2, 1e-2, "bfloat16"},
+  {DType::kDouble, 8, 1e-12, "float64"},
+  {DType::kFloat, 4, 1e-5, "float32"},
+  {DType::kHalf, 2, 2e-3, "float16"},
+  {DType::kBFloat16, 2, 1e-2, "bfloat16"},
 };
 // clang-format on
 
@@ -263,7 +261,7 @@ int main(int argc, char** argv) {
   }
   // A dilated kernel too wide for any shared-memory tile is refused up front.
   ConvShape too_wide = make_shape({"too_wide", 1, 1, 1, 1, 400, 400, 3, 3, 1, 1, 0, 0, 150, 150, Bias::kNone});
-  if (mula::cuda::fits_shared_memory(too_wide, ScalarType::kDouble)) {
+  if (mula::cuda::fits_shared_memory(too_wide, DType::kDouble)) {
     std::printf("fits_shared_memory accepted a 301 x 301 dilated kernel\n");
     ++failures;
   }

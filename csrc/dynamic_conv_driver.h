@@ -1,32 +1,24 @@
-// Shape and argument checking shared by every implementation (CPU, CUDA,
-// and the emulated CUDA kernels), so that all of them reject bad input with
-// the same messages and agree on the output shape.
+// The torch-side driver, the one path from an operator call to a backend:
+// check the arguments (the same messages on every device), make the operands
+// contiguous, allocate the outputs (per output_mask for the backward), let
+// the backend prepare (its own limits, its scratch), call it, and give the
+// output the input's memory format. Each device's registration file passes
+// its entry of the backend table (dynamic_conv_problem.h) and its stream.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/sum.h>
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <optional>
+#include <stdexcept>
+#include <tuple>
+
+#include "dynamic_conv_problem.h"
 
 namespace mula {
-
-struct ConvParams {
-  int64_t batch = 0;
-  int64_t in_channels = 0, in_height = 0, in_width = 0;
-  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t pad_h = 0, pad_w = 0;
-  int64_t dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-  int64_t out_height = 0, out_width = 0;
-
-  int64_t in_channels_per_group() const { return in_channels / groups; }
-  int64_t out_channels_per_group() const { return out_channels / groups; }
-  // One input channel feeds exactly one output channel: MuLA's case.
-  bool is_depthwise() const {
-    return groups == in_channels && out_channels == in_channels;
-  }
-};
 
 inline void check_pair(at::IntArrayRef values, const char* name) {
   TORCH_CHECK(values.size() == 2, "dynamic_conv2d: expected ", name,
@@ -34,7 +26,7 @@ inline void check_pair(at::IntArrayRef values, const char* name) {
 }
 
 // Validates the forward arguments and derives every size the kernels need.
-inline ConvParams make_conv_params(const at::Tensor& input,
+inline ConvShape check_arguments(const at::Tensor& input,
                                    const at::Tensor& weight,
                                    const std::optional<at::Tensor>& bias,
                                    at::IntArrayRef stride,
@@ -62,7 +54,7 @@ inline ConvParams make_conv_params(const at::Tensor& input,
   check_pair(padding, "padding");
   check_pair(dilation, "dilation");
 
-  ConvParams p;
+  ConvShape p;
   p.batch = input.size(0);
   p.in_channels = input.size(1);
   p.in_height = input.size(2);
@@ -109,8 +101,8 @@ inline ConvParams make_conv_params(const at::Tensor& input,
               "dynamic_conv2d: expected the padded input (", padded_h, " x ",
               padded_w, ") to be at least as large as the dilated kernel (",
               span_h, " x ", span_w, "); the output size would be empty");
-  p.out_height = (padded_h - span_h) / p.stride_h + 1;
-  p.out_width = (padded_w - span_w) / p.stride_w + 1;
+  p.out_height = output_size(p.in_height, p.kernel_h, p.stride_h, p.pad_h, p.dilation_h);
+  p.out_width = output_size(p.in_width, p.kernel_w, p.stride_w, p.pad_w, p.dilation_w);
 
   if (bias.has_value() && bias->defined()) {
     const auto& b = *bias;
@@ -131,14 +123,8 @@ inline ConvParams make_conv_params(const at::Tensor& input,
   return p;
 }
 
-// The output keeps the input's memory format, as F.conv2d does (the kernels
-// write NCHW; a channels_last input gets a channels_last copy of it).
-inline at::Tensor in_memory_format_of(const at::Tensor& output, const at::Tensor& input) {
-  return output.contiguous(input.suggest_memory_format());
-}
-
 inline void check_grad_output(const at::Tensor& grad_output,
-                              const at::Tensor& input, const ConvParams& p) {
+                              const at::Tensor& input, const ConvShape& p) {
   TORCH_CHECK(grad_output.dim() == 4 && grad_output.size(0) == p.batch &&
                   grad_output.size(1) == p.out_channels &&
                   grad_output.size(2) == p.out_height &&
@@ -150,6 +136,88 @@ inline void check_grad_output(const at::Tensor& grad_output,
                   grad_output.scalar_type() == input.scalar_type(),
               "dynamic_conv2d_backward: expected grad_output with the device "
               "and dtype of input");
+}
+
+inline DType dtype_of(const at::Tensor& tensor) {
+  switch (tensor.scalar_type()) {
+    case at::kFloat: return DType::kFloat;
+    case at::kDouble: return DType::kDouble;
+    case at::kHalf: return DType::kHalf;
+    case at::kBFloat16: return DType::kBFloat16;
+    default: TORCH_CHECK(false, "dynamic_conv2d: unsupported dtype ", tensor.scalar_type());
+  }
+}
+
+// The backend's own limits, as a torch error; returns its scratch bytes.
+inline std::size_t prepare(const Backend& backend, const ConvShape& shape, DType dtype) {
+  try {
+    return backend.prepare(shape, dtype);
+  } catch (const std::exception& error) {
+    TORCH_CHECK(false, error.what());
+  }
+}
+
+inline const void* data_or_null(const at::Tensor& t) { return t.defined() ? t.const_data_ptr() : nullptr; }
+
+inline at::Tensor forward(const Backend& backend, const at::Tensor& input, const at::Tensor& weight,
+                          const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
+                          void* stream) {
+  const ConvShape shape = check_arguments(input, weight, bias, stride, padding, dilation, groups);
+  const DType dtype = dtype_of(input);
+  prepare(backend, shape, dtype);
+  at::Tensor output =
+      at::empty({shape.batch, shape.out_channels, shape.out_height, shape.out_width}, input.options());
+  if (output.numel() > 0) {
+    const at::Tensor input_c = input.contiguous();
+    const at::Tensor weight_c = weight.contiguous();
+    const at::Tensor bias_c = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+    backend.forward(ForwardArgs{shape, dtype, input_c.const_data_ptr(), weight_c.const_data_ptr(),
+                                data_or_null(bias_c), bias_c.defined() && bias_c.dim() == 2,
+                                output.mutable_data_ptr()},
+                    stream);
+  }
+  // The kernels write NCHW; a channels_last input gets a channels_last copy,
+  // as F.conv2d would return.
+  return output.contiguous(input.suggest_memory_format());
+}
+
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
+    const Backend& backend, const at::Tensor& grad_output, const at::Tensor& input,
+    const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
+    at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask, void* stream) {
+  const ConvShape shape =
+      check_arguments(input, weight, std::nullopt, stride, padding, dilation, groups);
+  check_grad_output(grad_output, input, shape);
+  const DType dtype = dtype_of(input);
+  const std::size_t workspace_bytes = prepare(backend, shape, dtype);
+  const auto options = input.options();
+  const auto requested = [&](int index, at::IntArrayRef sizes) {
+    return output_mask[index] ? at::empty(sizes, options) : at::empty({0}, options);
+  };
+  at::Tensor grad_input = requested(0, input.sizes());
+  at::Tensor grad_weight = requested(1, weight.sizes());
+  at::Tensor grad_bias = requested(2, {shape.batch, shape.out_channels});
+  const auto wanted = [](at::Tensor& t, bool asked) { return asked && t.numel() > 0 ? t.mutable_data_ptr() : nullptr; };
+  BackwardArgs args{shape, dtype, nullptr, nullptr, nullptr, wanted(grad_input, output_mask[0]),
+                    wanted(grad_weight, output_mask[1]), wanted(grad_bias, output_mask[2])};
+  if (args.grad_bias != nullptr && shape.in_channels == 0) {
+    grad_bias.copy_(grad_output.sum({2, 3}));  // no input planes to fold the bias sum into
+    args.grad_bias = nullptr;
+  }
+  if (args.grad_input == nullptr && args.grad_weight == nullptr && args.grad_bias == nullptr) {
+    return {grad_input, grad_weight, grad_bias};
+  }
+  const at::Tensor grad_output_c = grad_output.contiguous();
+  const at::Tensor input_c = input.contiguous();
+  const at::Tensor weight_c = weight.contiguous();
+  args.grad_output = grad_output_c.const_data_ptr();
+  args.input = input_c.const_data_ptr();
+  args.weight = weight_c.const_data_ptr();
+  at::Tensor workspace;
+  if (workspace_bytes > 0) workspace = at::empty({static_cast<int64_t>(workspace_bytes)}, options.dtype(at::kByte));
+  backend.backward(args, workspace.defined() ? workspace.mutable_data_ptr() : nullptr, stream);
+  return {grad_input, grad_weight, grad_bias};
 }
 
 }  // namespace mula
