@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from mula_model.data import atomic_write
+
 from .render import render_report
 from .run_suites import MODES, machine_description, run_latency, run_memory
 
@@ -46,8 +48,8 @@ def main(argv=None) -> None:
     if not args.render_only:
         started = time.perf_counter()
         torch.set_num_threads(args.threads)
-        (args.out / "machine.json").write_text(json.dumps(dict(machine_description(args.threads), command=command),
-                                                          indent=1))
+        machine = dict(machine_description(args.threads), command=command)
+        atomic_write(args.out / "machine.json", json.dumps(machine, indent=1).encode())
         run_latency(mode, args.out.resolve(), args.threads, args.device)
         (args.out / "memory.json").unlink(missing_ok=True)  # never render another run's memory figures
         if not args.skip_memory:

@@ -12,6 +12,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from mula_model.data import atomic_write
+
 from . import memory
 from .cases import CASES, DTYPES, IMPLEMENTATIONS, mula_hourglass
 from .results import HEADLINE_BATCH, HEADLINE_CASE, MIB, MODEL_PEAK_BATCH
@@ -112,9 +114,9 @@ def run_memory(mode: str, out: Path, threads: int, device: str, budget_mib: int,
             print(f"largest MuLA-{mode} training batch {impl:9s} in {model_budget_mib} MiB on {dev}: {outcome} "
                   f"({len(result['probes'])} probes)", flush=True)
             model_largest.append(dict(result, model=ModelCase(mode, 1).describe()))
-    (out / "memory.json").write_text(json.dumps({"peaks": peaks, "largest_batch": largest,
-                                                 "model_peaks": model_peaks, "model_largest_batch": model_largest},
-                                                indent=1))
+    atomic_write(out / "memory.json", json.dumps({"peaks": peaks, "largest_batch": largest,
+                                                   "model_peaks": model_peaks,
+                                                   "model_largest_batch": model_largest}, indent=1).encode())
 
 
 def describe_probe(result: Dict) -> str:

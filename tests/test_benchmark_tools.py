@@ -17,7 +17,8 @@ from benchmarks.training_step import ModelCase
 from mula_model import build_model
 from mula_ops import reference
 
-CASES = [ConvCase("depthwise", 2, 8, 8, 9, 11, 3, padding=1, groups=8),
+DEPTHWISE = ConvCase("depthwise", 2, 8, 8, 9, 11, 3, padding=1, groups=8)
+CASES = [DEPTHWISE,
          ConvCase("groups", 3, 6, 4, 10, 7, 3, stride=2, padding=2, groups=2),
          ConvCase("dilated", 1, 4, 6, 12, 12, 5, padding=1, dilation=2)]
 
@@ -49,7 +50,7 @@ def test_flops_match_pytorch_flop_counter(case):
 
 
 def test_unfold_bytes_is_the_reference_column_buffer():
-    case = CASES[0]
+    case = DEPTHWISE
     x = make_inputs(case, torch.float32, "cpu", requires_grad=False)["input"]
     columns = F.unfold(x, case.kernel, dilation=case.dilation, padding=case.padding, stride=case.stride)
     assert unfold_bytes(case, torch.float32) == columns.nbytes

@@ -10,11 +10,14 @@ import mula_ops
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")]
 
-PARITY_CASES = CASES[::7] + [
-    ConvCase(4, 16, 16, 64, 64, (7, 7), padding=(3, 3), groups=16, bias="per_sample"),  # MuLA's layer
-    ConvCase(2, 8, 8, 70, 45, (5, 5), stride=(2, 2), padding=(2, 1), groups=8, bias="shared"),
-    ConvCase(2, 8, 4, 33, 40, (3, 3), padding=(1, 1), groups=2),
-]
+GPU_CASES = {
+    "mula_layer": ConvCase(4, 16, 16, 64, 64, (7, 7), padding=(3, 3), groups=16, bias="per_sample"),
+    "split_5x5_strided": ConvCase(2, 8, 8, 70, 45, (5, 5), stride=(2, 2), padding=(2, 1), groups=8,
+                                  bias="shared"),
+    "groups2_3x3": ConvCase(2, 8, 4, 33, 40, (3, 3), padding=(1, 1), groups=2),
+}
+# Every seventh case of the matrix (a spread over every axis) and planes of several tiles.
+PARITY_CASES = CASES[::7] + list(GPU_CASES.values())
 # Gradients sum over whole planes in a different order on each device.
 TOLERANCES = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
 
@@ -38,7 +41,7 @@ def test_cuda_matches_cpu(case, dtype):
 
 
 def test_cuda_backward_is_bitwise_deterministic():
-    case = PARITY_CASES[-3]
+    case = GPU_CASES["mula_layer"]
     x, w, b = [t.cuda().requires_grad_(True) for t in make_inputs(case, dtype=torch.float32)]
     grads = []
     for _ in range(2):
@@ -48,7 +51,7 @@ def test_cuda_backward_is_bitwise_deterministic():
 
 
 def test_runs_on_the_current_stream_and_device():
-    case = PARITY_CASES[-1]
+    case = GPU_CASES["split_5x5_strided"]
     x, w, b = [t.cuda() for t in make_inputs(case, dtype=torch.float32)]
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):

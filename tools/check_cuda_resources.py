@@ -3,7 +3,8 @@
 lists the architectures it holds code for (cuobjdump --list-elf), fails when a
 required one is missing or when any kernel uses local memory (register spills
 or a stack frame: LOCAL or STACK > 0 in cuobjdump --dump-resource-usage), and
-prints registers per kernel and architecture as a Markdown table.
+prints registers per kernel and architecture as a Markdown table, and the
+instruction mix of every kernel on the required architectures (sass_mix.py).
 
     python tools/check_cuda_resources.py [path/to/_C.so] [--require sm_80 sm_90]
 
@@ -11,59 +12,12 @@ cuobjdump is taken from $CUOBJDUMP, $PATH, $CUDA_HOME/bin, the nvidia-cuda-cuobj
 wheel, or the copy bundled with triton (installed with CUDA builds of torch).
 Exit status: 0 all good, 1 a check failed, 2 nothing to check (no CUDA code)."""
 import argparse
-import glob
-import importlib.util
-import os
 import re
-import shutil
-import subprocess
 import sys
 from collections import defaultdict
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def find_cuobjdump():
-    candidates = [os.environ.get("CUOBJDUMP"), shutil.which("cuobjdump")]
-    if os.environ.get("CUDA_HOME"):
-        candidates.append(os.path.join(os.environ["CUDA_HOME"], "bin", "cuobjdump"))
-    for package in ("nvidia", "triton"):
-        spec = importlib.util.find_spec(package)
-        for location in (spec.submodule_search_locations or []) if spec else []:
-            candidates += glob.glob(os.path.join(location, "**", "bin", "cuobjdump"), recursive=True)
-    candidates.append("/usr/local/cuda/bin/cuobjdump")
-    for path in candidates:
-        if path and os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    sys.exit("check_cuda_resources: cuobjdump not found; set CUOBJDUMP or "
-             "`pip install nvidia-cuda-cuobjdump`")
-
-
-def find_extension(path):
-    if path:
-        return path
-    built = glob.glob(os.path.join(ROOT, "mula_ops", "_C*.so"))
-    if not built:
-        sys.exit(f"check_cuda_resources: no mula_ops/_C*.so under {ROOT}; build it first")
-    return built[0]
-
-
-def run(cuobjdump, *args):
-    result = subprocess.run([cuobjdump, *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        if "does not contain device code" in result.stderr + result.stdout:
-            return ""
-        sys.exit(f"check_cuda_resources: {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
-
-
-def demangle(names):
-    filt = shutil.which("c++filt")
-    if not filt:
-        return {name: name for name in names}
-    out = subprocess.run([filt], input="\n".join(names), capture_output=True, text=True).stdout.split("\n")
-    return {name: re.sub(r"^void |\(.*$", "", pretty).replace("mula::cuda::", "")
-            for name, pretty in zip(names, out)}
+from cuda_binary import demangle, find_cuobjdump, find_extension, run
+from sass_mix import mix_tables
 
 
 def parse_resource_usage(text):
@@ -117,6 +71,7 @@ def main():
     print("|---|" + "---|" * len(archs))
     for kernel in sorted(table):
         print(f"| {kernel} | " + " | ".join(str(table[kernel].get(a, {}).get("REG", "-")) for a in archs) + " |")
+    print(mix_tables(cuobjdump, extension, [arch for arch in args.require if arch in elves]))
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
         return 1

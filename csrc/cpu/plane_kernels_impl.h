@@ -96,7 +96,7 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   using Acc = AccOf<T>;
   const ConvShape& s = a.shape;
   const Geometry g(s);
-  const bool depthwise = s.groups == s.in_channels && s.out_channels == s.in_channels;
+  const bool depthwise = is_depthwise(s);
   const bool want_input = depthwise && a.grad_input != nullptr;
   const int64_t in_per_group = s.in_channels / s.groups;
   const int64_t out_per_group = s.out_channels / s.groups;
