@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import memory, run_suites
+from benchmarks import gpu_roofline, memory, run_suites
 from benchmarks.cases import ConvCase, flops, make_inputs, minimal_bytes, mula_hourglass, tensor_bytes, unfold_bytes
 from benchmarks.render import render_report
 from benchmarks.results import load_latency
@@ -186,3 +186,30 @@ def test_report_takes_cuda_event_times_where_recorded(tmp_path):
     grouped = ops[("hourglass", 4, "forward", "float32", "cpu", "grouped")]
     assert (ours["min"], ours["median"]) == (0.05, 0.06)
     assert (grouped["min"], grouped["median"]) == (0.3, 0.3)  # wall clock where no events were recorded
+
+
+def test_gpu_floors_at_mula_shape():
+    """Hourglass N=16 float32: the forward reads the input (16 x 256 x 64 x 64 x
+    4 B = 67.1 MB) and filters (0.8 MB) and writes the output (67.1 MB), 135 MB
+    and 2 x 49 FLOPs an output (1.64 GFLOP); the backward moves 203 MB for
+    twice the FLOPs. At H100's 3.35 TB/s both are memory-bound (40 and 61 us);
+    at H200's 4.8 TB/s the backward is bound by its 67 TFLOP/s FP32 (49 us)."""
+    case = mula_hourglass(16)
+    plane, filters = 16 * 256 * 64 * 64 * 4, 16 * 256 * 49 * 4
+    forward = gpu_roofline.floor_seconds(case, torch.float32, "forward", gpu_roofline.GPUS["H100"])
+    backward = gpu_roofline.floor_seconds(case, torch.float32, "backward", gpu_roofline.GPUS["H100"])
+    assert forward["bytes"] == 2 * plane + filters and round(forward["bytes"] / 1e6) == 135
+    assert backward["bytes"] == 3 * plane + 2 * filters and round(backward["bytes"] / 1e6) == 203
+    assert forward["flops"] == 2 * 16 * 256 * 64 * 64 * 49 and backward["flops"] == 2 * forward["flops"]
+    assert forward["floor_s"] * 1e6 == pytest.approx(40.3, abs=0.1) and forward["bound"] == "memory"
+    assert backward["floor_s"] * 1e6 == pytest.approx(60.6, abs=0.1) and backward["bound"] == "memory"
+    h200 = gpu_roofline.floor_seconds(case, torch.float32, "backward", gpu_roofline.GPUS["H200"])
+    assert h200["bound"] == "arithmetic" and h200["floor_s"] * 1e6 == pytest.approx(49.1, abs=0.1)
+
+
+def test_gpu_table_is_consistent_with_its_sms_and_clocks():
+    # FP32 lanes per SM: 64 on Ampere (A100), 128 on Hopper; an FMA is 2 FLOPs.
+    for name, lanes in (("A100", 64), ("H100", 128), ("H200", 128)):
+        gpu = gpu_roofline.GPUS[name]
+        assert gpu.fp32_flops_per_s == pytest.approx(gpu.sms * lanes * 2 * gpu.boost_clock_hz, rel=0.01)
+        assert gpu.source
