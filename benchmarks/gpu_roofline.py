@@ -7,7 +7,7 @@ from typing import Dict
 
 import torch
 
-from .cases import ConvCase, flops, minimal_bytes
+from .cases import ConvCase, flops, minimal_bytes, mula_hourglass, mula_vgg
 
 
 @dataclass(frozen=True)
@@ -42,3 +42,33 @@ def floor_seconds(case: ConvCase, dtype: torch.dtype, direction: str, gpu: GPU) 
     memory, arithmetic = data / gpu.dram_bytes_per_s, work / rate
     return {"bytes": data, "flops": work, "memory_s": memory, "arithmetic_s": arithmetic,
             "floor_s": max(memory, arithmetic), "bound": "memory" if memory >= arithmetic else "arithmetic"}
+
+
+# The shapes the GPU figures are given for: MuLA's two layers at N=16 and the
+# variants the kernels must also serve.
+FLOOR_CASES = [
+    (mula_hourglass(16), torch.float32), (mula_hourglass(16), torch.bfloat16), (mula_vgg(16), torch.float32),
+    (ConvCase("stride2", 16, 256, 256, 64, 64, 7, stride=2, padding=3, groups=256), torch.float32),
+    (ConvCase("dilation2", 16, 256, 256, 64, 64, 7, padding=6, dilation=2, groups=256), torch.float32),
+    (ConvCase("groups4", 16, 64, 128, 32, 32, 3, padding=1, groups=4), torch.float32),
+]
+
+
+def floor_table() -> str:
+    """Markdown: per case and pass, the minimal bytes, the FLOPs and the floor on each GPU."""
+    names = list(GPUS)
+    lines = ["| case | dtype | pass | minimal bytes | FLOPs | " + " | ".join(f"floor {n}" for n in names) + " |",
+             "|---|---|---|---:|---:|" + "---:|" * len(names)]
+    for case, dtype in FLOOR_CASES:
+        for direction in ("forward", "backward"):
+            floors = [floor_seconds(case, dtype, direction, GPUS[n]) for n in names]
+            cells = [f"{f['floor_s'] * 1e6:,.1f} us ({f['bound'][:3]})" for f in floors]
+            lines.append(f"| {case.label} | {str(dtype).removeprefix('torch.')} | {direction} | "
+                         f"{floors[0]['bytes'] / 1e6:,.1f} MB | {floors[0]['flops'] / 1e9:,.2f} G | "
+                         + " | ".join(cells) + " |")
+    sources = "; ".join(f"{gpu.name}: {gpu.source}" for gpu in GPUS.values())
+    return "\n".join(lines) + f"\n\n(mem: DRAM-bound, ari: arithmetic-bound. Limits from {sources}.)"
+
+
+if __name__ == "__main__":
+    print(floor_table())
