@@ -4,12 +4,13 @@ applies them (after Bertinetto et al., "Learning feed-forward one-shot learners"
 from torch import Tensor, nn
 
 import mula_ops
+from mula_ops._arguments import output_size
 
 
 def adapter_output_size(feature_size: int) -> int:
     """Spatial size of the adapter output = the dynamic kernel size
     (64 -> 7 for the Hourglass model, 32 -> 3 for VGG)."""
-    size = (feature_size - 3) // 2 + 1  # 3x3 conv, stride 2, no padding
+    size = output_size(feature_size, kernel=3, stride=2, padding=0, dilation=1)  # the first conv
     return size // 2 // 2  # two 2x max-pools; the padded 3x3 convs keep the size
 
 
