@@ -9,9 +9,8 @@ namespace mula {
 namespace {
 
 at::Tensor dynamic_conv2d_call(const at::Tensor& input, const at::Tensor& weight,
-                               const std::optional<at::Tensor>& bias,
-                               at::IntArrayRef stride, at::IntArrayRef padding,
-                               at::IntArrayRef dilation, int64_t groups) {
+                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("mula_ops::dynamic_conv2d", "")
                        .typed<decltype(dynamic_conv2d_call)>();
@@ -20,16 +19,16 @@ at::Tensor dynamic_conv2d_call(const at::Tensor& input, const at::Tensor& weight
 
 template <c10::DeviceType device_type>
 at::Tensor dynamic_conv2d_autocast(const at::Tensor& input, const at::Tensor& weight,
-                                   const std::optional<at::Tensor>& bias,
-                                   at::IntArrayRef stride, at::IntArrayRef padding,
-                                   at::IntArrayRef dilation, int64_t groups) {
+                                   const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+                                   at::IntArrayRef padding, at::IntArrayRef dilation,
+                                   int64_t groups) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(
       at::autocast::get_autocast_dispatch_key_from_device_type(device_type));
   const auto dtype = at::autocast::get_lower_precision_fp_from_device_type(device_type);
   return dynamic_conv2d_call(at::autocast::cached_cast(dtype, input, device_type),
                              at::autocast::cached_cast(dtype, weight, device_type),
-                             at::autocast::cached_cast(dtype, bias, device_type),
-                             stride, padding, dilation, groups);
+                             at::autocast::cached_cast(dtype, bias, device_type), stride, padding,
+                             dilation, groups);
 }
 
 }  // namespace

@@ -13,7 +13,8 @@ int main() {
   const int64_t batch = 2, channels = 4, size = 16, kernel = 7, padding = 3;
   torch::manual_seed(0);
   const auto input = torch::randn({batch, channels, size, size});
-  const auto weight = torch::randn({batch, channels, 1, kernel, kernel});  // one filter bank per sample
+  const auto weight =
+      torch::randn({batch, channels, 1, kernel, kernel});  // one filter bank per sample
   const auto bias = torch::randn({batch, channels});
 
   auto dynamic_conv2d =

@@ -3,10 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <new>
-#include <type_traits>
+
+#include "plane_staging.h"
 
 namespace mula::cpu {
 namespace {
@@ -36,9 +34,10 @@ inline int64_t column_offset(int j, const ColumnPhases& phases) { return phases.
 // it meets through filter row i - r. Each input vector is loaded once and
 // feeds all those rows.
 template <int K, int R, int CV, typename ColStep>
-__attribute__((always_inline)) inline void correlate_input_row(
-    const float* row, ColStep dilation_w, const float* w, int i, int r_begin, int r_end,
-    typename Simd::V (&acc)[R][CV]) {
+__attribute__((always_inline)) inline void correlate_input_row(const float* row, ColStep dilation_w,
+                                                               const float* w, int i, int r_begin,
+                                                               int r_end,
+                                                               typename Simd::V (&acc)[R][CV]) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
 #pragma GCC unroll 8
@@ -66,8 +65,8 @@ __attribute__((always_inline)) inline void correlate_input_row(
 // R and run as a loop, which keeps the taps out of the registers the
 // accumulators need.
 template <int K, int R, int CV, typename ColStep>
-inline void correlate_tile(const float* in, int64_t in_stride, ColStep dilation_w,
-                           const float* w, float* out, int64_t out_stride) {
+inline void correlate_tile(const float* in, int64_t in_stride, ColStep dilation_w, const float* w,
+                           float* out, int64_t out_stride) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
   constexpr int kFirstFull = R - 1;
@@ -81,8 +80,7 @@ inline void correlate_tile(const float* in, int64_t in_stride, ColStep dilation_
 #pragma GCC unroll 16
   for (int i = 0; i < kFirstFull && i < R + K - 1; ++i) {
     correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
-                                  i - K + 1 > 0 ? i - K + 1 : 0,
-                                  i + 1 < R ? i + 1 : R, acc);
+                                  i - K + 1 > 0 ? i - K + 1 : 0, i + 1 < R ? i + 1 : R, acc);
   }
 #pragma GCC unroll 1
   for (int i = kFirstFull; i <= kLastFull; ++i) {
@@ -91,8 +89,7 @@ inline void correlate_tile(const float* in, int64_t in_stride, ColStep dilation_
 #pragma GCC unroll 16
   for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < R + K - 1; ++i) {
     correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
-                                  i - K + 1 > 0 ? i - K + 1 : 0,
-                                  i + 1 < R ? i + 1 : R, acc);
+                                  i - K + 1 > 0 ? i - K + 1 : 0, i + 1 < R ? i + 1 : R, acc);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -133,12 +130,12 @@ void correlate_fast(const float* in, int64_t in_stride, const float* w, float* o
     const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
     int64_t r = 0;
     for (; r + R <= phase_rows; r += R) {
-      correlate_rows<K, R>(phase_in + r * step_in, step_in, dilation_w, w,
-                           phase_out + r * step_out, step_out, vectors);
+      correlate_rows<K, R>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
+                           step_out, vectors);
     }
     for (; r < phase_rows; ++r) {
-      correlate_rows<K, 1>(phase_in + r * step_in, step_in, dilation_w, w,
-                           phase_out + r * step_out, step_out, vectors);
+      correlate_rows<K, 1>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
+                           step_out, vectors);
     }
   }
 }
@@ -164,9 +161,9 @@ void correlate_strided(const float* in, int64_t in_stride, const float* w, const
 // rows that reach it; go needs (KB - 1) * dh zero rows above and below (the
 // staging margin).
 template <int K, int KB, typename ColStep>
-void weight_grad_rows(const float* in, int64_t in_stride, const float* go,
-                      int64_t go_stride, int64_t rows, int64_t vectors,
-                      int64_t dilation_h, ColStep dilation_w, int kh0, float* grad_w) {
+void weight_grad_rows(const float* in, int64_t in_stride, const float* go, int64_t go_stride,
+                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
+                      int kh0, float* grad_w) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
   V acc[KB][K];
@@ -203,18 +200,18 @@ void weight_grad_rows(const float* in, int64_t in_stride, const float* go,
 }
 
 template <int K, typename ColStep>
-void weight_grad_fast(const float* in, int64_t in_stride, const float* go,
-                      int64_t go_stride, int64_t rows, int64_t vectors,
-                      int64_t dilation_h, ColStep dilation_w, float* grad_w) {
+void weight_grad_fast(const float* in, int64_t in_stride, const float* go, int64_t go_stride,
+                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
+                      float* grad_w) {
   constexpr int KB = Simd::kWeightRowBlock < K ? Simd::kWeightRowBlock : K;
   int kh0 = 0;
   for (; kh0 + KB <= K; kh0 += KB) {
-    weight_grad_rows<K, KB>(in, in_stride, go, go_stride, rows, vectors, dilation_h,
-                            dilation_w, kh0, grad_w);
+    weight_grad_rows<K, KB>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w,
+                            kh0, grad_w);
   }
   for (; kh0 < K; ++kh0) {
-    weight_grad_rows<K, 1>(in, in_stride, go, go_stride, rows, vectors, dilation_h,
-                           dilation_w, kh0, grad_w);
+    weight_grad_rows<K, 1>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w, kh0,
+                           grad_w);
   }
 }
 

@@ -3,10 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <new>
-#include <type_traits>
+
+#include "plane_staging.h"
 
 namespace mula::cpu {
 namespace {
@@ -17,8 +15,8 @@ namespace {
 // out[r][c] += sum_{i,j} w[i][j] * in[r * sh + i * dh][c * sw + j * dw],
 // the input staged by stage_input_plane.
 template <typename Acc>
-void correlate_general(const Acc* in, int64_t in_stride, const Acc* w,
-                       const ConvShape& s, Acc* out, int64_t out_stride) {
+void correlate_general(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& s, Acc* out,
+                       int64_t out_stride) {
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t j = 0; j < s.kernel_w; ++j) {
       const Acc tap = w[i * s.kernel_w + j];
@@ -33,8 +31,8 @@ void correlate_general(const Acc* in, int64_t in_stride, const Acc* w,
 }
 
 template <typename Acc>
-void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go,
-                         int64_t go_stride, const ConvShape& s, Acc* grad_w) {
+void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go, int64_t go_stride,
+                         const ConvShape& s, Acc* grad_w) {
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t j = 0; j < s.kernel_w; ++j) {
       Acc sum = 0;
@@ -52,8 +50,8 @@ void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go,
 // grad_in[y][x] += sum over taps (i, j) and the output pixel (r, c) they
 // map to, r * sh = y + ph - i * dh and c * sw = x + pw - j * dw: a gather.
 template <typename Acc>
-void input_grad_general(const Acc* go, int64_t go_stride, const Acc* w,
-                        const ConvShape& s, Acc* grad_in, int64_t grad_in_stride) {
+void input_grad_general(const Acc* go, int64_t go_stride, const Acc* w, const ConvShape& s,
+                        Acc* grad_in, int64_t grad_in_stride) {
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t y = 0; y < s.in_height; ++y) {
       const int64_t t = y + s.pad_h - i * s.dilation_h;

@@ -3,10 +3,10 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <new>
 #include <type_traits>
+
+#include "blocked_kernels.h"
+#include "general_loops.h"
 
 namespace mula::cpu {
 namespace {
@@ -38,9 +38,8 @@ void with_column_step(const ConvShape& s, Body&& body) {
 }
 
 template <typename Acc>
-void correlate(const Acc* in, int64_t in_stride, const Acc* w,
-               const ConvShape& s, int64_t rows, int64_t cols, Acc* out,
-               int64_t out_stride) {
+void correlate(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& s, int64_t rows,
+               int64_t cols, Acc* out, int64_t out_stride) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
     if (with_kernel_size(fast_kernel_size<Acc>(s), [&](auto k) {
@@ -61,9 +60,8 @@ void correlate(const Acc* in, int64_t in_stride, const Acc* w,
 }
 
 template <typename Acc>
-void weight_grad(const Acc* in, int64_t in_stride, const Acc* go,
-                 int64_t go_stride, const ConvShape& s, int64_t cols,
-                 Acc* grad_w) {
+void weight_grad(const Acc* in, int64_t in_stride, const Acc* go, int64_t go_stride,
+                 const ConvShape& s, int64_t cols, Acc* grad_w) {
   if constexpr (kIsFloat<Acc>) {
     const int64_t vectors = cols / Simd::kLanes;
     if (with_kernel_size(fast_kernel_size<Acc>(s), [&](auto k) {
@@ -81,8 +79,8 @@ void weight_grad(const Acc* in, int64_t in_stride, const Acc* go,
 // Accumulates one grad_output plane's contribution to grad_input. go_buf is
 // the staged plane with its margin; taps are flipped for the fast path.
 template <typename Acc>
-void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps,
-                const ConvShape& s, Acc* grad_in, int64_t grad_in_stride) {
+void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps, const ConvShape& s,
+                Acc* grad_in, int64_t grad_in_stride) {
   if (fast_kernel_size<Acc>(s) != 0) {
     // With the margin, the flipped correlation reads grad_output padded by
     // (k - 1) * dilation - pad, which starts pad rows and columns into the
@@ -91,8 +89,8 @@ void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps,
     correlate(padded, g.go_cols, taps, s, s.in_height, g.grad_in_cols, grad_in, grad_in_stride);
     return;
   }
-  input_grad_general(go_buf + g.go_top * g.go_cols + g.go_left, g.go_cols, taps, s,
-                     grad_in, grad_in_stride);
+  input_grad_general(go_buf + g.go_top * g.go_cols + g.go_left, g.go_cols, taps, s, grad_in,
+                     grad_in_stride);
 }
 
 template <typename Acc>

@@ -28,12 +28,10 @@ struct PlaneKernels {
   // Items over (n, c_out): grad_weight[n, c_out], grad_bias[n, c_out] and,
   // when the convolution is depthwise, grad_input[n, c_out] too, all from one
   // staged grad_output plane (the fused backward).
-  void (*backward_output_planes)(const BackwardArgs&, int64_t begin,
-                                 int64_t end);
+  void (*backward_output_planes)(const BackwardArgs&, int64_t begin, int64_t end);
   // Items over (n, c_in): grad_input[n, c_in], gathered from the grad_output
   // planes of its group. Only for convolutions that are not depthwise.
-  void (*backward_input_planes)(const BackwardArgs&, int64_t begin,
-                                int64_t end);
+  void (*backward_input_planes)(const BackwardArgs&, int64_t begin, int64_t end);
 };
 
 const PlaneKernels& plane_kernels_avx512();

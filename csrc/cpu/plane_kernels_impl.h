@@ -33,14 +33,9 @@
 // accesses, AVX-512: 133) and cost the forward about a quarter of its speed.
 #pragma GCC optimize("no-predictive-commoning")
 
-
 #include <cstdint>
 
-#include "storage_types.h"
-#include "plane_staging.h"
-#include "blocked_kernels.h"
-#include "general_loops.h"
-#include "plane_dispatch.h"
+#include "plane_dispatch.h"  // and, through it, the other parts
 
 namespace mula::cpu {
 namespace {
@@ -70,8 +65,7 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
     const int64_t group = oc / out_per_group;
-    const Acc b = bias == nullptr ? Acc(0)
-                                  : to_acc(bias[a.bias_per_sample ? item : oc]);
+    const Acc b = bias == nullptr ? Acc(0) : to_acc(bias[a.bias_per_sample ? item : oc]);
     T* out_plane = output + item * s.out_height * s.out_width;
     Acc* acc = accumulator(out_plane, in_place, out_buf.get());
     fill(acc, s.out_height * acc_stride, b);
@@ -107,8 +101,7 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   const auto* weight = static_cast<const T*>(a.weight);
 
   Scratch<Acc> go_buf(g.go_rows * g.go_cols);
-  StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0,
-                                g.in_rows * g.in_cols);
+  StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0, g.in_rows * g.in_cols);
   Scratch<Acc> grad_w(in_per_group * taps);
   const bool in_place = accumulates_in_place<T>(fast_kernel_size<Acc>(s) != 0, s.in_width);
   const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
@@ -179,15 +172,13 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     if (staged_grad_output.needs_staging(n * s.groups + group)) {
       for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
         const int64_t out_item = n * s.out_channels + first_oc + ocg;
-        stage_plane(grad_output + out_item * s.out_height * s.out_width, s.out_height,
-                    s.out_width, g.go_top, g.go_left, staged_grad_output.plane(ocg), g.go_rows,
-                    g.go_cols);
+        stage_plane(grad_output + out_item * s.out_height * s.out_width, s.out_height, s.out_width,
+                    g.go_top, g.go_left, staged_grad_output.plane(ocg), g.go_rows, g.go_cols);
       }
     }
     for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
       const int64_t out_item = n * s.out_channels + first_oc + ocg;
-      load_filters(weight + (out_item * in_per_group + icg) * taps, 1, taps, flipped,
-                   filter.get());
+      load_filters(weight + (out_item * in_per_group + icg) * taps, 1, taps, flipped, filter.get());
       input_grad(staged_grad_output.plane(ocg), g, filter.get(), s, grad_in, grad_in_stride);
     }
     if (!in_place) store_plane(grad_in, grad_in_stride, s.in_height, s.in_width, grad_in_plane);

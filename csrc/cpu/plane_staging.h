@@ -8,7 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <type_traits>
+
+#include "storage_types.h"
 
 namespace mula::cpu {
 namespace {
@@ -98,9 +99,9 @@ struct Geometry {
     const int64_t lanes = Simd::kLanes;
     out_cols = round_up(s.out_width, lanes);
     in_rows = s.in_height + 2 * s.pad_h;
-    in_cols = round_up(max_of(s.in_width + 2 * s.pad_w,
-                              out_cols * s.stride_w + (s.kernel_w - 1) * s.dilation_w),
-                       s.stride_w);
+    in_cols = round_up(
+        max_of(s.in_width + 2 * s.pad_w, out_cols * s.stride_w + (s.kernel_w - 1) * s.dilation_w),
+        s.stride_w);
     grad_in_cols = round_up(s.in_width, lanes);
     go_top = (s.kernel_h - 1) * s.dilation_h;
     go_left = (s.kernel_w - 1) * s.dilation_w;
@@ -112,8 +113,8 @@ struct Geometry {
 // buf[r][c] = src[r - top][c - left] where that is inside the source plane,
 // zero elsewhere; converts to the accumulation type.
 template <typename T, typename Acc>
-void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top,
-                 int64_t left, Acc* buf, int64_t buf_rows, int64_t buf_cols) {
+void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top, int64_t left, Acc* buf,
+                 int64_t buf_rows, int64_t buf_cols) {
   const int64_t begin = clamp_to(left, 0, buf_cols);
   const int64_t end = clamp_to(left + cols, 0, buf_cols);
   for (int64_t r = 0; r < buf_rows; ++r) {
@@ -167,8 +168,7 @@ inline int64_t tap_column_start(const ConvShape& s, int64_t in_stride, int64_t j
 }
 
 template <typename T, typename Acc>
-void store_plane(const Acc* buf, int64_t buf_cols, int64_t rows, int64_t cols,
-                 T* dst) {
+void store_plane(const Acc* buf, int64_t buf_cols, int64_t rows, int64_t cols, T* dst) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       dst[r * cols + c] = Storage<T>::from_acc(buf[r * buf_cols + c]);
@@ -200,8 +200,7 @@ void fill(Acc* buf, int64_t count, Acc value) {
 
 // Converts count filter taps, reversing each kH x kW filter when flipped.
 template <typename T, typename Acc>
-void load_filters(const T* src, int64_t filters, int64_t taps, bool flipped,
-                  Acc* dst) {
+void load_filters(const T* src, int64_t filters, int64_t taps, bool flipped, Acc* dst) {
   for (int64_t f = 0; f < filters; ++f) {
     for (int64_t t = 0; t < taps; ++t) {
       dst[f * taps + t] = to_acc(src[f * taps + (flipped ? taps - 1 - t : t)]);

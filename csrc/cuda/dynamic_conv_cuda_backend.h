@@ -20,7 +20,8 @@ inline std::size_t prepare(const ConvShape& s, DType dtype) {
   using std::to_string;
   if (s.in_height * s.in_width > INT_MAX || s.out_height * s.out_width > INT_MAX) {
     throw std::runtime_error(
-        "dynamic_conv2d (CUDA): expected input and output planes of at most 2^31 - 1 elements, got " +
+        "dynamic_conv2d (CUDA): expected input and output planes of at most 2^31 - 1 elements, "
+        "got " +
         to_string(s.in_height) + " x " + to_string(s.in_width) + " -> " + to_string(s.out_height) +
         " x " + to_string(s.out_width));
   }
@@ -32,8 +33,9 @@ inline std::size_t prepare(const ConvShape& s, DType dtype) {
   }
   if (!fits_shared_memory(s, dtype)) {
     throw std::runtime_error(
-        "dynamic_conv2d (CUDA): the dilated kernel (" + to_string(s.dilation_h * (s.kernel_h - 1) + 1) +
-        " x " + to_string(s.dilation_w * (s.kernel_w - 1) + 1) +
+        "dynamic_conv2d (CUDA): the dilated kernel (" +
+        to_string(s.dilation_h * (s.kernel_h - 1) + 1) + " x " +
+        to_string(s.dilation_w * (s.kernel_w - 1) + 1) +
         ") is too large for the kernels' shared-memory tile (48 KiB per block)");
   }
   return backward_workspace_bytes(s, dtype);

@@ -1,6 +1,6 @@
 // Device code of the dynamic convolution: forward and the fused backward
-// (grad_input, grad_weight, grad_bias). No torch includes: compiled by nvcc, or by the host compiler
-// against the CUDA emulator (csrc/emulator) for tests and sanitizers.
+// (grad_input, grad_weight, grad_bias). No torch includes: compiled by nvcc, or by the host
+// compiler against the CUDA emulator (csrc/emulator) for tests and sanitizers.
 //
 // Every kernel works on one plane tile per block. A block is 32 x 8 threads;
 // thread (x, y) owns tile column x and rows y, y + 8, y + 16, y + 24 (register
@@ -152,8 +152,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (std::int64_t ci = 0; ci < in_per_group; ++ci) {
     __syncthreads();  // the previous channel's tiles have been read
     stage_tile(staged, t.staged_rows, t.staged_cols,
-               input + (n * s.in_channels + first_in + ci) * plane_size, int(s.in_height), int(s.in_width),
-               oy0 * int(s.stride_h) - int(s.pad_h), ox0 * int(s.stride_w) - int(s.pad_w));
+               input + (n * s.in_channels + first_in + ci) * plane_size, int(s.in_height),
+               int(s.in_width), oy0 * int(s.stride_h) - int(s.pad_h),
+               ox0 * int(s.stride_w) - int(s.pad_w));
     stage_filter(filter, weight + (plane * in_per_group + ci) * taps, taps);
     MULA_STAGED_BARRIER();
     if (tx < t.tile_w) {
@@ -162,8 +163,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll 1
       for (int kh = 0; kh < kernel_h; ++kh) {
         const FilterRow<acc_t, K> f(filter + kh * kernel_w);
-        const acc_t* tap_row =
-            staged + (ty * int(s.stride_h) + kh * int(s.dilation_h)) * t.staged_cols + tx * int(s.stride_w);
+        const acc_t* tap_row = staged +
+                               (ty * int(s.stride_h) + kh * int(s.dilation_h)) * t.staged_cols +
+                               tx * int(s.stride_w);
 #pragma unroll
         for (int r = 0; r < kRowsPerThread; ++r) {
           if (r >= rows) continue;
@@ -212,16 +214,17 @@ __device__ __forceinline__ void store_weight_grad(const ConvShape& s, std::int64
 // plane land on the staged zero halo. kUnitStride (stride 1 x 1, known at
 // compile time) drops the integer divisions.
 template <bool kUnitStride, typename acc_t>
-__device__ __forceinline__ acc_t gathered(const ConvShape& s, const Tiling& t,
-                                          const acc_t* staged, int y, int x, int kh, int kw,
-                                          int oy_first, int ox_first) {
+__device__ __forceinline__ acc_t gathered(const ConvShape& s, const Tiling& t, const acc_t* staged,
+                                          int y, int x, int kh, int kw, int oy_first,
+                                          int ox_first) {
   const int row = y + int(s.pad_h) - kh * int(s.dilation_h);
   const int col = x + int(s.pad_w) - kw * int(s.dilation_w);
   if constexpr (kUnitStride) {
     return staged[(row - oy_first) * t.staged_cols + col - ox_first];
   } else {
     if (row % int(s.stride_h) != 0 || col % int(s.stride_w) != 0) return acc_t(0);
-    return staged[(row / int(s.stride_h) - oy_first) * t.staged_cols + col / int(s.stride_w) - ox_first];
+    return staged[(row / int(s.stride_h) - oy_first) * t.staged_cols + col / int(s.stride_w) -
+                  ox_first];
   }
 }
 
@@ -274,8 +277,10 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int y0 = tile_row * t.tile_h;
   const int x0 = tile_col * t.tile_w;
   // First output row/column any pixel of the tile gathers from.
-  const int oy_first = floor_div(y0 + int(s.pad_h) - (kernel_h - 1) * int(s.dilation_h), int(s.stride_h));
-  const int ox_first = floor_div(x0 + int(s.pad_w) - (kernel_w - 1) * int(s.dilation_w), int(s.stride_w));
+  const int oy_first =
+      floor_div(y0 + int(s.pad_h) - (kernel_h - 1) * int(s.dilation_h), int(s.stride_h));
+  const int ox_first =
+      floor_div(x0 + int(s.pad_w) - (kernel_w - 1) * int(s.dilation_w), int(s.stride_w));
   const int out_plane_size = int(s.out_height) * int(s.out_width);
   const bool want_sums = grad_weight != nullptr || grad_bias != nullptr;
   // This block's share of the output plane for the bias sum.
@@ -297,9 +302,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int r = 0; r < kRowsPerThread; ++r) {
     const int y = y0 + ty + r * kBlockY;
-    pixel[r] = want_sums && has_column && r < rows && y < int(s.in_height) && x < int(s.in_width)
-                   ? Numeric<scalar_t>::load(input[(plane * int(s.in_height) + y) * int(s.in_width) + x])
-                   : acc_t(0);
+    pixel[r] =
+        want_sums && has_column && r < rows && y < int(s.in_height) && x < int(s.in_width)
+            ? Numeric<scalar_t>::load(input[(plane * int(s.in_height) + y) * int(s.in_width) + x])
+            : acc_t(0);
   }
 
   acc_t acc[kRowsPerThread] = {};
@@ -308,8 +314,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     const std::int64_t weight_plane = out_plane * in_per_group + ci_in_group;
     const scalar_t* grad_plane = grad_output + out_plane * out_plane_size;
     __syncthreads();  // the previous channel's tiles and sums have been read
-    stage_tile(staged, t.staged_rows, t.staged_cols, grad_plane, int(s.out_height), int(s.out_width),
-               oy_first, ox_first);
+    stage_tile(staged, t.staged_rows, t.staged_cols, grad_plane, int(s.out_height),
+               int(s.out_width), oy_first, ox_first);
     stage_filter(filter, weight + weight_plane * taps, taps);
     MULA_STAGED_BARRIER();
 
@@ -354,8 +360,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll  // constant indices keep acc and pixel in registers
           for (int r = 0; r < kRowsPerThread; ++r) {
             if (r >= rows) continue;
-            const acc_t g = gathered<false>(s, t, staged, y0 + ty + r * kBlockY, x, kh, kw,
-                                            oy_first, ox_first);
+            const acc_t g =
+                gathered<false>(s, t, staged, y0 + ty + r * kBlockY, x, kh, kw, oy_first, ox_first);
             acc[r] += g * filter[i];
             sum += g * pixel[r];
           }
@@ -376,7 +382,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       acc_t total = 0;
       for (int w = 0; w < kWarps; ++w) total += warp_sums[w * (taps + 1) + i];
       if (partial != nullptr) {
-#ifdef MULA_INJECT_BLOCK_ORDER_DEPENDENCE  // emulator self-test only: right only if tile 0 ran first
+#ifdef MULA_INJECT_BLOCK_ORDER_DEPENDENCE  // emulator self-test only: right only if tile 0 ran
+                                           // first
         if (tile == tiles - 1 && tiles > 1) {
           partial[weight_plane * tiles * (taps + 1) + i] += total;
           total = 0;
@@ -395,7 +402,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int ly = ty + r * kBlockY;
     const int y = y0 + ly;
     if (has_column && ly < t.tile_h && y < int(s.in_height) && x < int(s.in_width)) {
-      grad_input[(plane * int(s.in_height) + y) * int(s.in_width) + x] = Numeric<scalar_t>::store(acc[r]);
+      grad_input[(plane * int(s.in_height) + y) * int(s.in_width) + x] =
+          Numeric<scalar_t>::store(acc[r]);
     }
   }
 }
@@ -411,12 +419,14 @@ __global__ void __launch_bounds__(kThreads, 2)
   using acc_t = typename Numeric<scalar_t>::acc_t;
   const int taps = int(s.kernel_h) * int(s.kernel_w);
   const std::int64_t planes = s.batch * s.out_channels * (s.in_channels / s.groups);
-  const std::int64_t index = std::int64_t(blockIdx.x) * kThreads + threadIdx.y * kBlockX + threadIdx.x;
+  const std::int64_t index =
+      std::int64_t(blockIdx.x) * kThreads + threadIdx.y * kBlockX + threadIdx.x;
   if (index >= planes * (taps + 1)) return;  // no barrier in this kernel
   const std::int64_t plane = index / (taps + 1);
   const int tap = static_cast<int>(index % (taps + 1));
   acc_t total = 0;
-  for (int tile = 0; tile < tiles; ++tile) total += partial[(plane * tiles + tile) * (taps + 1) + tap];
+  for (int tile = 0; tile < tiles; ++tile)
+    total += partial[(plane * tiles + tile) * (taps + 1) + tap];
   store_weight_grad(s, plane, tap, taps, total, grad_weight, grad_bias);
 }
 

@@ -184,13 +184,12 @@ cudaError_t launch_backward(const BackwardArgs& args, void* workspace, cudaStrea
     auto* partial = want_sums && tiles > 1 ? static_cast<acc_t*>(workspace) : nullptr;
     cudaError_t status = dispatch_backward_kernel_size(shape, [&](auto size) {
       auto kernel = &backward_kernel<scalar_t, decltype(size)::value>;
-      return MULA_LAUNCH(kernel, dim3(blocks), kBlock, bytes, stream, shape, t,
-                         static_cast<const scalar_t*>(args.grad_output),
-                         static_cast<const scalar_t*>(args.input),
-                         static_cast<const scalar_t*>(args.weight), partial,
-                         static_cast<scalar_t*>(args.grad_input),
-                         static_cast<scalar_t*>(args.grad_weight),
-                         static_cast<scalar_t*>(args.grad_bias));
+      return MULA_LAUNCH(
+          kernel, dim3(blocks), kBlock, bytes, stream, shape, t,
+          static_cast<const scalar_t*>(args.grad_output), static_cast<const scalar_t*>(args.input),
+          static_cast<const scalar_t*>(args.weight), partial,
+          static_cast<scalar_t*>(args.grad_input), static_cast<scalar_t*>(args.grad_weight),
+          static_cast<scalar_t*>(args.grad_bias));
     });
     if (status != cudaSuccess || partial == nullptr) return status;
     const std::int64_t weight_planes =

@@ -9,7 +9,8 @@ namespace mula::cuda {
 template <typename T>
 __device__ __forceinline__ T warp_sum(T value) {
 #pragma unroll
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
+  for (int offset = 16; offset > 0; offset /= 2)
+    value += __shfl_down_sync(0xffffffffu, value, offset);
   return value;  // complete in lane 0
 }
 
@@ -41,7 +42,8 @@ __device__ __forceinline__ T warp_scatter_sum(T (&v)[N], int lane) {
   static_assert(N >= 2 && N <= 32 && (N & (N - 1)) == 0, "N must be a power of two up to 32");
   T total = warp_scatter_half<N / 2>(v, lane);
 #pragma unroll
-  for (int offset = N; offset < 32; offset *= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
+  for (int offset = N; offset < 32; offset *= 2)
+    total += __shfl_xor_sync(0xffffffffu, total, offset);
   return total;
 }
 

@@ -25,9 +25,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <random>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -113,9 +113,7 @@ struct ThreadContext {
 };
 inline thread_local ThreadContext context;
 
-inline Warp& current_warp() {
-  return *context.block->warps[context.linear_thread / kWarpSize];
-}
+inline Warp& current_warp() { return *context.block->warps[context.linear_thread / kWarpSize]; }
 inline unsigned int lane_id() { return context.linear_thread % kWarpSize; }
 inline unsigned char* block_shared_memory() { return context.block->shared.get(); }
 
@@ -155,8 +153,8 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
     context.linear_thread = t;
     context.block_dim = block_dim;
     context.grid_dim = grid;
-    context.thread_idx = dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y,
-                              t / (block_dim.x * block_dim.y));
+    context.thread_idx =
+        dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y, t / (block_dim.x * block_dim.y));
     for (const std::uint64_t b : order) {
       if (t == 0) block = std::make_unique<Block>(thread_count, shared_bytes);
       between_blocks.arrive_and_wait();  // the block's state is ready

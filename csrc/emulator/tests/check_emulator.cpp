@@ -23,7 +23,8 @@ __global__ void primitives_kernel(int* block_sums, int* shuffled, int* counter) 
   }
   const int lane = thread % 32;
   int down = lane;
-  for (int offset = 16; offset > 0; offset /= 2) down += __shfl_down_sync(0xffffffffu, down, offset);
+  for (int offset = 16; offset > 0; offset /= 2)
+    down += __shfl_down_sync(0xffffffffu, down, offset);
   const int mirrored = __shfl_xor_sync(0xffffffffu, lane, 31);  // lane 31 - lane
   __syncwarp();
   if (blockIdx.x == 0 && thread < 32) shuffled[thread] = lane == 0 ? down : mirrored;
@@ -41,8 +42,10 @@ int check_block_order() {
   const int blocks = 64;
   std::vector<int> first(blocks), second(blocks);
   int next_first = 0, next_second = 0;
-  int failures = mula::emu::launch(dim3(blocks), dim3(32), 0, order_kernel, first.data(), &next_first) != cudaSuccess;
-  failures += mula::emu::launch(dim3(blocks), dim3(32), 0, order_kernel, second.data(), &next_second) != cudaSuccess;
+  int failures = mula::emu::launch(dim3(blocks), dim3(32), 0, order_kernel, first.data(),
+                                   &next_first) != cudaSuccess;
+  failures += mula::emu::launch(dim3(blocks), dim3(32), 0, order_kernel, second.data(),
+                                &next_second) != cudaSuccess;
   std::vector<int> sorted_first = first, sorted_second = second;
   std::sort(sorted_first.begin(), sorted_first.end());
   std::sort(sorted_second.begin(), sorted_second.end());
@@ -58,9 +61,9 @@ int main() {
   const int blocks = 3, threads = 64;
   std::vector<int> block_sums(blocks), shuffled(32);
   int counter = 0;
-  const cudaError_t status = mula::emu::launch(dim3(blocks), dim3(32, 2), threads * sizeof(int),
-                                               primitives_kernel, block_sums.data(),
-                                               shuffled.data(), &counter);
+  const cudaError_t status =
+      mula::emu::launch(dim3(blocks), dim3(32, 2), threads * sizeof(int), primitives_kernel,
+                        block_sums.data(), shuffled.data(), &counter);
   int failures = status != cudaSuccess;
   for (int b = 0; b < blocks; ++b) failures += block_sums[b] != threads * (threads + 1) / 2;
   failures += shuffled[0] != 31 * 32 / 2;  // lane 0 holds the warp sum of the lane ids
