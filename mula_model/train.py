@@ -109,9 +109,10 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
         log = EpochLog(out_dir / LOG, start_epoch)
 
     # The schedule resumes from the epoch alone (LambdaLR rebuilds the lr from
-    # initial_lr), so checkpoints need no scheduler state.
+    # initial_lr), so checkpoints need no scheduler state; the base lr is this
+    # run's, as before, not one a resumed optimizer state carries.
     for group in optimizer.param_groups:
-        group.setdefault("initial_lr", train_config.lr)
+        group["initial_lr"] = train_config.lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, train_config.lr_factor, last_epoch=start_epoch - 1)
     trained = model
     if context.distributed:

@@ -36,10 +36,8 @@ def count(opcodes) -> Dict[str, float]:
     mix = Counter()
     for opcode in opcodes:
         base = opcode.split(".")[0]
-        if base in ("FFMA", "DFMA", "SHFL"):
+        if base in ("FFMA", "DFMA", "SHFL", "BAR"):
             mix[base] += 1
-        elif base == "BAR":
-            mix["BAR"] += 1
         elif base in ("LDS", "STS"):
             mix[base] += 1
             mix[f"{base} words"] += _words(opcode)
