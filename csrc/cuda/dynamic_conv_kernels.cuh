@@ -7,7 +7,9 @@
 // blocking), so a tile is at most 32 x 32 outputs. Operands are staged in
 // shared memory in the accumulation type (float for half types); filters live
 // in registers when the kernel size is a compile-time constant (3, 5, 7).
-// No kernel returns before a barrier, and no float atomics are used.
+// No kernel returns before a barrier, and no float atomics are used. Every
+// memory access and floating-point operation goes through device_memory.cuh,
+// so that the emulator's cost model sees it.
 //
 // The kernels read the operator's 64-bit ConvShape (../dynamic_conv_problem.h)
 // and narrow the sizes within a plane to int where they use them, so in-plane
@@ -16,6 +18,7 @@
 // planes are 64-bit.
 #pragma once
 
+#include "device_memory.cuh"
 #include "device_platform.cuh"
 #include "dynamic_conv_launch.h"
 #include "warp_reductions.cuh"
@@ -67,6 +70,7 @@ __host__ __device__ __forceinline__ int floor_div(int a, int b) {
 
 // Copies plane[y0 : y0 + rows, x0 : x0 + cols] (zero outside the plane) into
 // shared memory; consecutive threads read consecutive columns (coalesced).
+// The column loop is warp-uniform (device_memory.cuh's rule).
 template <typename scalar_t, typename acc_t>
 __device__ __forceinline__ void stage_tile(acc_t* staged, int rows, int cols,
                                            const scalar_t* __restrict__ plane, int height,
@@ -74,11 +78,13 @@ __device__ __forceinline__ void stage_tile(acc_t* staged, int rows, int cols,
   for (int r = threadIdx.y; r < rows; r += kBlockY) {
     const int y = y0 + r;
     const bool row_inside = y >= 0 && y < height;
-    for (int c = threadIdx.x; c < cols; c += kBlockX) {
+    for (int c0 = 0; c0 < cols; c0 += kBlockX) {
+      const int c = c0 + threadIdx.x;
       const int x = x0 + c;
-      staged[r * cols + c] = row_inside && x >= 0 && x < width
-                                 ? Numeric<scalar_t>::load(plane[std::int64_t(y) * width + x])
-                                 : acc_t(0);
+      const bool inside = row_inside && x >= 0 && x < width;
+      const acc_t value =
+          Numeric<scalar_t>::load(read_if(inside, plane + (std::int64_t(y) * width + x)));
+      write_if(c < cols, staged + (r * cols + c), value);
     }
   }
 }
@@ -88,10 +94,14 @@ __device__ __forceinline__ void stage_filter(acc_t* filter, const scalar_t* __re
                                              int taps) {
   const int thread = threadIdx.y * kBlockX + threadIdx.x;
 #ifdef MULA_INJECT_SHARED_OOB  // sanitizer self-test only: one element past the end
-  for (int i = thread; i < taps; i += kThreads) filter[i + 1] = Numeric<scalar_t>::load(weight[i]);
+  constexpr int kSkew = 1;
 #else
-  for (int i = thread; i < taps; i += kThreads) filter[i] = Numeric<scalar_t>::load(weight[i]);
+  constexpr int kSkew = 0;
 #endif
+  for (int i0 = 0; i0 < taps; i0 += kThreads) {
+    const int i = i0 + thread;
+    write_if(i < taps, filter + i + kSkew, Numeric<scalar_t>::load(read_if(i < taps, weight + i)));
+  }
 }
 
 // The barrier between staging a tile and reading it.
@@ -109,7 +119,7 @@ struct FilterRow {
   acc_t taps[K];
   __device__ __forceinline__ explicit FilterRow(const acc_t* row) {
 #pragma unroll
-    for (int i = 0; i < K; ++i) taps[i] = row[i];
+    for (int i = 0; i < K; ++i) taps[i] = read(row + i);
   }
   __device__ __forceinline__ acc_t operator[](int i) const { return taps[i]; }
 };
@@ -117,7 +127,7 @@ template <typename acc_t>
 struct FilterRow<acc_t, 0> {
   const acc_t* taps;
   __device__ __forceinline__ explicit FilterRow(const acc_t* row) : taps(row) {}
-  __device__ __forceinline__ acc_t operator[](int i) const { return taps[i]; }
+  __device__ __forceinline__ acc_t operator[](int i) const { return read(taps + i); }
 };
 
 // output[n, co] = bias + sum over the group's input channels of the input
@@ -172,7 +182,7 @@ __global__ void __launch_bounds__(kThreads, 2)
           const acc_t* in_row = tap_row + r * kBlockY * int(s.stride_h) * t.staged_cols;
 #pragma unroll
           for (int kw = 0; kw < kernel_w; ++kw) {
-            acc[r] += in_row[kw * int(s.dilation_w)] * f[kw];
+            acc[r] = multiply_add(read(in_row + kw * int(s.dilation_w)), f[kw], acc[r]);
           }
         }
       }
@@ -180,16 +190,16 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 
   const acc_t bias_value =
-      bias != nullptr ? Numeric<scalar_t>::load(bias[n * bias_batch_stride + co]) : acc_t(0);
+      bias != nullptr ? Numeric<scalar_t>::load(read(bias + (n * bias_batch_stride + co)))
+                      : acc_t(0);
   const int ox = ox0 + tx;
 #pragma unroll
   for (int r = 0; r < kRowsPerThread; ++r) {
     const int ly = ty + r * kBlockY;
     const int oy = oy0 + ly;
-    if (tx < t.tile_w && ly < t.tile_h && oy < int(s.out_height) && ox < int(s.out_width)) {
-      output[(plane * int(s.out_height) + oy) * int(s.out_width) + ox] =
-          Numeric<scalar_t>::store(acc[r] + bias_value);
-    }
+    write_if(tx < t.tile_w && ly < t.tile_h && oy < int(s.out_height) && ox < int(s.out_width),
+             output + ((plane * int(s.out_height) + oy) * int(s.out_width) + ox),
+             Numeric<scalar_t>::store(add(acc[r], bias_value)));
   }
 }
 
@@ -201,11 +211,10 @@ __device__ __forceinline__ void store_weight_grad(const ConvShape& s, std::int64
                                                   scalar_t* __restrict__ grad_weight,
                                                   scalar_t* __restrict__ grad_bias) {
   const std::int64_t in_per_group = s.in_channels / s.groups;
-  if (tap < taps) {
-    if (grad_weight != nullptr) grad_weight[plane * taps + tap] = Numeric<scalar_t>::store(value);
-  } else if (grad_bias != nullptr && plane % in_per_group == 0) {
-    grad_bias[plane / in_per_group] = Numeric<scalar_t>::store(value);
-  }
+  write_if(tap < taps && grad_weight != nullptr, grad_weight + (plane * taps + tap),
+           Numeric<scalar_t>::store(value));
+  write_if(tap == taps && grad_bias != nullptr && plane % in_per_group == 0,
+           grad_bias + plane / in_per_group, Numeric<scalar_t>::store(value));
 }
 
 // The staged grad_output value that tap (kh, kw) gathers into pixel (y, x):
@@ -220,11 +229,11 @@ __device__ __forceinline__ acc_t gathered(const ConvShape& s, const Tiling& t, c
   const int row = y + int(s.pad_h) - kh * int(s.dilation_h);
   const int col = x + int(s.pad_w) - kw * int(s.dilation_w);
   if constexpr (kUnitStride) {
-    return staged[(row - oy_first) * t.staged_cols + col - ox_first];
+    return read(staged + ((row - oy_first) * t.staged_cols + col - ox_first));
   } else {
-    if (row % int(s.stride_h) != 0 || col % int(s.stride_w) != 0) return acc_t(0);
-    return staged[(row / int(s.stride_h) - oy_first) * t.staged_cols + col / int(s.stride_w) -
-                  ox_first];
+    const bool reached = row % int(s.stride_h) == 0 && col % int(s.stride_w) == 0;
+    return read_if(reached, staged + ((row / int(s.stride_h) - oy_first) * t.staged_cols +
+                                      col / int(s.stride_w) - ox_first));
   }
 }
 
@@ -302,10 +311,9 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
   for (int r = 0; r < kRowsPerThread; ++r) {
     const int y = y0 + ty + r * kBlockY;
-    pixel[r] =
-        want_sums && has_column && r < rows && y < int(s.in_height) && x < int(s.in_width)
-            ? Numeric<scalar_t>::load(input[(plane * int(s.in_height) + y) * int(s.in_width) + x])
-            : acc_t(0);
+    pixel[r] = Numeric<scalar_t>::load(
+        read_if(want_sums && has_column && r < rows && y < int(s.in_height) && x < int(s.in_width),
+                input + ((plane * int(s.in_height) + y) * int(s.in_width) + x)));
   }
 
   acc_t acc[kRowsPerThread] = {};
@@ -321,8 +329,10 @@ __global__ void __launch_bounds__(kThreads, 2)
 
     acc_t bias_sum = 0;
     for (int oy = by0 + ty; oy < by1; oy += kBlockY) {
-      for (int ox = bx0 + tx; ox < bx1; ox += kBlockX) {
-        bias_sum += Numeric<scalar_t>::load(grad_plane[oy * int(s.out_width) + ox]);
+      for (int ox0 = bx0; ox0 < bx1; ox0 += kBlockX) {  // warp-uniform
+        const int ox = ox0 + tx;
+        bias_sum = add(bias_sum, Numeric<scalar_t>::load(read_if(
+                                     ox < bx1, grad_plane + (oy * int(s.out_width) + ox))));
       }
     }
     if constexpr (K > 0) {
@@ -341,14 +351,14 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
             for (int kw = 0; kw < K; ++kw) {
               const acc_t g = gathered<true>(s, t, staged, y, x, kh, kw, oy_first, ox_first);
-              acc[r] += g * f[kw];
-              row_sums[kw] += g * pixel[r];
+              acc[r] = multiply_add(g, f[kw], acc[r]);
+              row_sums[kw] = multiply_add(g, pixel[r], row_sums[kw]);
             }
           }
         }
         if (want_sums) {
           const acc_t total = warp_scatter_sum(row_sums, lane);
-          if (lane < K) warp_sums[warp * (taps + 1) + kh * K + lane] = total;
+          write_if(lane < K, warp_sums + (warp * (taps + 1) + kh * K + lane), total);
         }
       }
     } else {
@@ -362,34 +372,37 @@ __global__ void __launch_bounds__(kThreads, 2)
             if (r >= rows) continue;
             const acc_t g =
                 gathered<false>(s, t, staged, y0 + ty + r * kBlockY, x, kh, kw, oy_first, ox_first);
-            acc[r] += g * filter[i];
-            sum += g * pixel[r];
+            acc[r] = multiply_add(g, read(filter + i), acc[r]);
+            sum = multiply_add(g, pixel[r], sum);
           }
         }
         if (want_sums) {
           const acc_t total = warp_sum(sum);
-          if (lane == 0) warp_sums[warp * (taps + 1) + i] = total;
+          write_if(lane == 0, warp_sums + (warp * (taps + 1) + i), total);
         }
       }
     }
     if (want_sums) {
       const acc_t total = warp_sum(bias_sum);
-      if (lane == 0) warp_sums[warp * (taps + 1) + taps] = total;
+      write_if(lane == 0, warp_sums + (warp * (taps + 1) + taps), total);
     }
     if (!want_sums) continue;
     __syncthreads();  // every warp's sums are in shared memory
-    for (int i = ty * kBlockX + tx; i <= taps; i += kThreads) {
+    for (int i0 = 0; i0 <= taps; i0 += kThreads) {  // warp-uniform
+      const int i = i0 + ty * kBlockX + tx;
+      const bool active = i <= taps;
       acc_t total = 0;
-      for (int w = 0; w < kWarps; ++w) total += warp_sums[w * (taps + 1) + i];
+      for (int w = 0; w < kWarps; ++w)
+        total = add(total, read_if(active, warp_sums + (w * (taps + 1) + i)));
       if (partial != nullptr) {
 #ifdef MULA_INJECT_BLOCK_ORDER_DEPENDENCE  // emulator self-test only: right only if tile 0 ran
                                            // first
-        if (tile == tiles - 1 && tiles > 1) {
+        if (active && tile == tiles - 1 && tiles > 1) {
           partial[weight_plane * tiles * (taps + 1) + i] += total;
           total = 0;
         }
 #endif
-        partial[(weight_plane * tiles + tile) * (taps + 1) + i] = total;
+        write_if(active, partial + ((weight_plane * tiles + tile) * (taps + 1) + i), total);
       } else {
         store_weight_grad(s, weight_plane, i, taps, total, grad_weight, grad_bias);
       }
@@ -401,10 +414,9 @@ __global__ void __launch_bounds__(kThreads, 2)
   for (int r = 0; r < kRowsPerThread; ++r) {
     const int ly = ty + r * kBlockY;
     const int y = y0 + ly;
-    if (has_column && ly < t.tile_h && y < int(s.in_height) && x < int(s.in_width)) {
-      grad_input[(plane * int(s.in_height) + y) * int(s.in_width) + x] =
-          Numeric<scalar_t>::store(acc[r]);
-    }
+    write_if(has_column && ly < t.tile_h && y < int(s.in_height) && x < int(s.in_width),
+             grad_input + ((plane * int(s.in_height) + y) * int(s.in_width) + x),
+             Numeric<scalar_t>::store(acc[r]));
   }
 }
 
@@ -426,7 +438,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int tap = static_cast<int>(index % (taps + 1));
   acc_t total = 0;
   for (int tile = 0; tile < tiles; ++tile)
-    total += partial[(plane * tiles + tile) * (taps + 1) + tap];
+    total = add(total, read(partial + ((plane * tiles + tile) * (taps + 1) + tap)));
   store_weight_grad(s, plane, tap, taps, total, grad_weight, grad_bias);
 }
 

@@ -2,6 +2,7 @@
 // device code's reductions (dynamic_conv_kernels.cuh).
 #pragma once
 
+#include "device_memory.cuh"
 #include "device_platform.cuh"
 
 namespace mula::cuda {
@@ -10,7 +11,7 @@ template <typename T>
 __device__ __forceinline__ T warp_sum(T value) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2)
-    value += __shfl_down_sync(0xffffffffu, value, offset);
+    value = add(value, __shfl_down_sync(0xffffffffu, value, offset));
   return value;  // complete in lane 0
 }
 
@@ -29,7 +30,7 @@ __device__ __forceinline__ T warp_scatter_half(T (&v)[N], int lane) {
     // Select values, not addresses: a selected index would move v to local memory.
     const T low = v[i];
     const T high = v[i + Half];
-    v[i] = (upper ? high : low) + __shfl_xor_sync(0xffffffffu, upper ? low : high, Half);
+    v[i] = add(upper ? high : low, __shfl_xor_sync(0xffffffffu, upper ? low : high, Half));
   }
   if constexpr (Half > 1) {
     return warp_scatter_half<Half / 2>(v, lane);
@@ -43,7 +44,7 @@ __device__ __forceinline__ T warp_scatter_sum(T (&v)[N], int lane) {
   T total = warp_scatter_half<N / 2>(v, lane);
 #pragma unroll
   for (int offset = N; offset < 32; offset *= 2)
-    total += __shfl_xor_sync(0xffffffffu, total, offset);
+    total = add(total, __shfl_xor_sync(0xffffffffu, total, offset));
   return total;
 }
 

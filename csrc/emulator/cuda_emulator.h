@@ -15,7 +15,8 @@
 // so a kernel whose result depends on block order gives different results on
 // repeated launches; MULA_EMULATOR_SEED picks the sequence. Static __shared__
 // arrays are not supported: kernels declare shared memory with
-// MULA_DYNAMIC_SHARED.
+// MULA_DYNAMIC_SHARED. While a CostModel (cost_model.h) is active, launches
+// also count what the kernels' accesses would cost on a GPU.
 #pragma once
 
 #include <algorithm>
@@ -39,6 +40,7 @@
 #define __restrict__ __restrict
 
 #include "../half_rounding.h"
+#include "cost_model.h"
 #include "cuda_runtime_emulated.h"
 
 // ---------------------------------------------------------------------------
@@ -92,10 +94,12 @@ struct Warp {
 };
 
 struct Block {
-  Block(unsigned int threads, std::size_t shared_bytes)
+  Block(unsigned int threads, std::size_t shared_bytes_, bool profiled)
       : barrier(threads),
         // Exactly the requested size, so ASan flags any access past the end.
-        shared(new unsigned char[shared_bytes == 0 ? 1 : shared_bytes]) {
+        shared(new unsigned char[shared_bytes_ == 0 ? 1 : shared_bytes_]),
+        shared_bytes(shared_bytes_),
+        logs(profiled ? threads : 0) {
     for (unsigned int first = 0; first < threads; first += kWarpSize) {
       const unsigned int lanes = threads - first < kWarpSize ? threads - first : kWarpSize;
       warps.push_back(std::make_unique<Warp>(lanes));
@@ -103,6 +107,8 @@ struct Block {
   }
   Barrier barrier;
   std::unique_ptr<unsigned char[]> shared;
+  std::size_t shared_bytes;
+  std::vector<ThreadLog> logs;  // per thread, while profiling
   std::vector<std::unique_ptr<Warp>> warps;
 };
 
@@ -135,7 +141,9 @@ inline std::vector<std::uint64_t> block_order(std::uint64_t blocks) {
 // Runs kernel(args...) over the grid, one block after another in the order
 // above. The block's threads are real std::threads, created once per launch
 // and reused for every block; each block gets fresh barriers, warps and
-// shared memory.
+// shared memory. While a CostModel is active only its share of the blocks
+// runs, each warp's leader costs the warp's requests after the block, and
+// the launch's cost is appended to the model.
 template <typename Kernel, typename... Args>
 cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel kernel,
                    Args... args) {
@@ -145,7 +153,16 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
     return cudaErrorInvalidConfiguration;
   }
   const std::uint64_t blocks = std::uint64_t(grid.x) * grid.y * grid.z;
-  const std::vector<std::uint64_t> order = block_order(blocks);
+  CostModel* const model = CostModel::active();
+  LaunchCost cost;
+  if (model != nullptr) {
+    cost.kernel = kernel_name(reinterpret_cast<const void*>(kernel));
+    cost.grid_blocks = blocks;
+    cost.profiled_blocks = model->profiled_blocks(blocks);
+    cost.threads_per_block = threads;
+    cost.shared_bytes = shared_bytes;
+  }
+  const std::vector<std::uint64_t> order = block_order(model ? cost.profiled_blocks : blocks);
   const auto thread_count = static_cast<unsigned int>(threads);
   Barrier between_blocks(thread_count);
   std::unique_ptr<Block> block;
@@ -156,14 +173,24 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
     context.thread_idx =
         dim3(t % block_dim.x, (t / block_dim.x) % block_dim.y, t / (block_dim.x * block_dim.y));
     for (const std::uint64_t b : order) {
-      if (t == 0) block = std::make_unique<Block>(thread_count, shared_bytes);
+      if (t == 0) block = std::make_unique<Block>(thread_count, shared_bytes, model != nullptr);
       between_blocks.arrive_and_wait();  // the block's state is ready
       context.block = block.get();
+      current_log = model ? &block->logs[t] : nullptr;
       context.block_idx = dim3(static_cast<unsigned int>(b % grid.x),
                                static_cast<unsigned int>(b / grid.x % grid.y),
                                static_cast<unsigned int>(b / (std::uint64_t(grid.x) * grid.y)));
       kernel(args...);
       between_blocks.arrive_and_wait();  // every thread has left the block
+      if (model != nullptr) {
+        current_log = nullptr;
+        if (t % kWarpSize == 0) {
+          const auto begin = reinterpret_cast<std::uintptr_t>(block->shared.get());
+          analyse_warp(&block->logs[t], std::min(kWarpSize, thread_count - t), begin,
+                       begin + block->shared_bytes, cost, model->mutex);
+        }
+        between_blocks.arrive_and_wait();  // the block's logs are costed
+      }
     }
     context = ThreadContext{};
   };
@@ -172,6 +199,11 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
   for (unsigned int t = 1; t < thread_count; ++t) workers.emplace_back(run, t);
   run(0);
   for (auto& worker : workers) worker.join();
+  if (model != nullptr) {
+    cost.distinct_global_bytes = 32 * cost_detail::distinct(cost.sectors);
+    cost.sectors = {};
+    model->launches.push_back(std::move(cost));
+  }
   return cudaSuccess;
 }
 
@@ -185,7 +217,10 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
 #define gridDim (::mula::emu::context.grid_dim)
 #define warpSize (32)
 
-inline void __syncthreads() { mula::emu::context.block->barrier.arrive_and_wait(); }
+inline void __syncthreads() {
+  if (mula::emu::current_log != nullptr) ++mula::emu::current_log->operations.barriers;
+  mula::emu::context.block->barrier.arrive_and_wait();
+}
 inline void __syncwarp(unsigned int /*mask*/ = 0xffffffffu) {
   mula::emu::current_warp().barrier.arrive_and_wait();
 }
@@ -197,6 +232,7 @@ namespace mula::emu {
 template <typename T>
 T shuffle(T value, unsigned int source) {
   static_assert(sizeof(T) <= sizeof(std::uint64_t), "shuffle of a type wider than 64 bits");
+  if (current_log != nullptr) ++current_log->operations.shuffles;
   auto& warp = current_warp();
   std::memcpy(&warp.slots[lane_id()], &value, sizeof(T));
   warp.barrier.arrive_and_wait();
