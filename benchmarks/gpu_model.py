@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -118,41 +117,33 @@ def predicted_seconds(counts: Dict, gpu: GPU) -> Dict[str, float]:
     return {"seconds": limits[bound] * (-(-counts["grid_blocks"] // slots) / waves), "bound": bound, **limits}
 
 
-@dataclass
-class Row:
-    case: str
-    direction: str
-    kernel: str
-    dtype: str
-    counts: Dict
-    min_bytes: float
-    floor_us: Dict[str, float]
+def row_fields(case: str, direction: str, dtype: str, counts: Dict, min_bytes: float,
+               floor_us: Dict[str, float]) -> Dict:
+    """One report row: a launch's scaled counts, the ratios derived from them and its predictions."""
+    c = counts
+    fmas = c["fp32_fma"] + c["fp64_fma"]
+    shared_requests = c["shared_load"]["requests"] + c["shared_store"]["requests"]
+    conflicts = sum(c[s]["wavefronts"] - c[s]["ideal_wavefronts"] for s in ("shared_load", "shared_store"))
+    predictions = {name: predicted_seconds(c, gpu) for name, gpu in GPUS.items()}
 
-    def fields(self) -> Dict:
-        c = self.counts
-        fmas = c["fp32_fma"] + c["fp64_fma"]
-        shared_requests = c["shared_load"]["requests"] + c["shared_store"]["requests"]
-        conflicts = sum(c[s]["wavefronts"] - c[s]["ideal_wavefronts"] for s in ("shared_load", "shared_store"))
-        predictions = {name: predicted_seconds(c, gpu) for name, gpu in GPUS.items()}
-
-        def ratio(a, b):
-            return a / b if b else None
-        return {
-            "case": self.case, "pass": self.direction, "kernel": self.kernel, "dtype": self.dtype,
-            "grid_blocks": c["grid_blocks"], "profiled_blocks": c["profiled_blocks"],
-            "sectors_per_load_request": ratio(c["global_load"]["sectors"], c["global_load"]["requests"]),
-            "sectors_per_store_request": ratio(c["global_store"]["sectors"], c["global_store"]["requests"]),
-            "bank_conflicts_per_request": ratio(conflicts, shared_requests),
-            "shared_words_per_fma": ratio(c["shared_load"]["words"], fmas),
-            "shared_and_shuffle_words_per_fma": ratio(c["shared_load"]["words"] + 32 * c["shuffle_instructions"],
-                                                      fmas),
-            "dram_bytes": c["distinct_global_bytes"], "min_bytes": self.min_bytes,
-            "flops": 2 * fmas + c["fp32_add"] + c["fp64_add"],
-            "predicted_us": {n: p["seconds"] * 1e6 for n, p in predictions.items()},
-            "bound": {n: p["bound"] for n, p in predictions.items()},
-            "floor_us": self.floor_us,
-            "counts": c,
-        }
+    def ratio(a, b):
+        return a / b if b else None
+    return {
+        "case": case, "pass": direction, "kernel": c["kernel"], "dtype": dtype,
+        "grid_blocks": c["grid_blocks"], "profiled_blocks": c["profiled_blocks"],
+        "sectors_per_load_request": ratio(c["global_load"]["sectors"], c["global_load"]["requests"]),
+        "sectors_per_store_request": ratio(c["global_store"]["sectors"], c["global_store"]["requests"]),
+        "bank_conflicts_per_request": ratio(conflicts, shared_requests),
+        "shared_words_per_fma": ratio(c["shared_load"]["words"], fmas),
+        "shared_and_shuffle_words_per_fma": ratio(c["shared_load"]["words"] + 32 * c["shuffle_instructions"],
+                                                  fmas),
+        "dram_bytes": c["distinct_global_bytes"], "min_bytes": min_bytes,
+        "flops": 2 * fmas + c["fp32_add"] + c["fp64_add"],
+        "predicted_us": {n: p["seconds"] * 1e6 for n, p in predictions.items()},
+        "bound": {n: p["bound"] for n, p in predictions.items()},
+        "floor_us": floor_us,
+        "counts": c,
+    }
 
 
 def model_rows(binary: Path, cases: Sequence = FLOOR_CASES) -> List[Dict]:
@@ -161,9 +152,10 @@ def model_rows(binary: Path, cases: Sequence = FLOOR_CASES) -> List[Dict]:
         for direction in PASSES:
             floors = {n: floor_seconds(case, dtype, direction, gpu) for n, gpu in GPUS.items()}
             fraction = profiled_fraction(case, direction)
+            floor_us = {n: f["floor_s"] * 1e6 for n, f in floors.items()}
             for launch in run_cost_model(binary, case, dtype, direction, fraction):
-                rows.append(Row(case.label, direction, launch["kernel"], dtype_name(dtype), scaled(launch),
-                                floors["H100"]["bytes"], {n: f["floor_s"] * 1e6 for n, f in floors.items()}).fields())
+                rows.append(row_fields(case.label, direction, dtype_name(dtype), scaled(launch),
+                                       floors["H100"]["bytes"], floor_us))
     return rows
 
 

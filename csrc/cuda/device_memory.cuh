@@ -1,5 +1,5 @@
 // The kernels' memory accesses and floating-point arithmetic, one function
-// each: under nvcc the plain expression (same SASS as writing it inline);
+// each: under nvcc the plain expression, force-inlined;
 // under the CUDA emulator each call is also counted by its cost model
 // (csrc/emulator/cost_model.h), which needs to see every access with its call
 // site (one call site and dynamic instance = one warp-level instruction).
