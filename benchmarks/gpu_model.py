@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -146,17 +147,20 @@ def row_fields(case: str, direction: str, dtype: str, counts: Dict, min_bytes: f
     }
 
 
-def model_rows(binary: Path, cases: Sequence = FLOOR_CASES) -> List[Dict]:
-    rows = []
-    for case, dtype in cases:
-        for direction in PASSES:
-            floors = {n: floor_seconds(case, dtype, direction, gpu) for n, gpu in GPUS.items()}
-            fraction = profiled_fraction(case, direction)
-            floor_us = {n: f["floor_s"] * 1e6 for n, f in floors.items()}
-            for launch in run_cost_model(binary, case, dtype, direction, fraction):
-                rows.append(row_fields(case.label, direction, dtype_name(dtype), scaled(launch),
-                                       floors["H100"]["bytes"], floor_us))
-    return rows
+def model_rows(binary: Path, cases: Sequence = FLOOR_CASES, workers: int = 1) -> List[Dict]:
+    """The report rows of every case and pass, in that order; the passes run
+    in `workers` emulator processes at once."""
+    passes = [(case, dtype, direction) for case, dtype in cases for direction in PASSES]
+
+    def rows_of(job) -> List[Dict]:
+        case, dtype, direction = job
+        floors = {n: floor_seconds(case, dtype, direction, gpu) for n, gpu in GPUS.items()}
+        floor_us = {n: f["floor_s"] * 1e6 for n, f in floors.items()}
+        launches = run_cost_model(binary, case, dtype, direction, profiled_fraction(case, direction))
+        return [row_fields(case.label, direction, dtype_name(dtype), scaled(launch), floors["H100"]["bytes"],
+                           floor_us) for launch in launches]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [row for rows in pool.map(rows_of, passes) for row in rows]
 
 
 def pass_totals(rows: List[Dict]) -> List[Dict]:
@@ -210,10 +214,12 @@ def render_markdown(rows: List[Dict], totals: List[Dict], command: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-model"))
+    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+                        help="emulator processes at once (default: one per CPU core)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     binary = build_cost_model()
-    rows = model_rows(binary)
+    rows = model_rows(binary, workers=args.workers)
     totals = pass_totals(rows)
     command = "python -m benchmarks.gpu_model"
     args.out.mkdir(parents=True, exist_ok=True)
