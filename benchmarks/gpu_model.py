@@ -36,9 +36,10 @@ PASSES = ("forward", "backward")
 # whole planes and tiles, yet few enough that the report takes minutes (the
 # fused backward's shuffles and barriers make its blocks the slowest to emulate).
 TARGET_WORK = {"forward": 512, "backward": 64}
-# Blocks resident per SM assumed for the waves: the minimum every kernel's
-# __launch_bounds__(256, 2) guarantees.
-BLOCKS_PER_SM = 2
+# Threads per SM the registers allow every kernel: __launch_bounds__(256, 2)
+# caps them at 128 registers, so 2 blocks of 256 fit a 64K-register file.
+RESIDENT_THREADS_PER_SM = 512
+MAX_BLOCKS_PER_SM = 32
 
 
 def build_cost_model(build_dir: Path = ROOT / "build" / "gpu_model") -> Path:
@@ -99,11 +100,20 @@ def scaled(launch: Dict) -> Dict:
     return out
 
 
+def resident_blocks(counts: Dict, gpu: GPU) -> int:
+    """Blocks of the launch one SM holds at once, as its registers (at the
+    launch bounds' cap), its shared memory and the hardware's block limit allow."""
+    by_registers = max(1, RESIDENT_THREADS_PER_SM // counts["threads_per_block"])
+    by_shared = gpu.shared_bytes_per_sm // max(1, counts["shared_bytes"])
+    return max(1, min(by_registers, by_shared, MAX_BLOCKS_PER_SM))
+
+
 def predicted_seconds(counts: Dict, gpu: GPU) -> Dict[str, float]:
     """The launch's time on `gpu`: the slowest of DRAM (its distinct bytes over
     the bandwidth), the FP32 and FP64 pipes (instructions over their rates,
     an FMA being 2 FLOPs) and the shared-memory pipe (wavefronts and shuffles,
-    one per SM and clock), stretched by the launch's last partial wave."""
+    one per SM and clock), stretched by the launch's last partial wave
+    (resident_blocks per SM)."""
     shared_wavefronts = (counts["shared_load"]["wavefronts"] + counts["shared_store"]["wavefronts"]
                          + counts["shuffle_instructions"])
     limits = {
@@ -112,7 +122,7 @@ def predicted_seconds(counts: Dict, gpu: GPU) -> Dict[str, float]:
         "fp64": (counts["fp64_fma"] + counts["fp64_add"]) / (gpu.fp64_flops_per_s / 2),
         "shared": shared_wavefronts / (gpu.sms * gpu.boost_clock_hz),
     }
-    slots = gpu.sms * BLOCKS_PER_SM
+    slots = gpu.sms * resident_blocks(counts, gpu)
     waves = counts["grid_blocks"] / slots
     bound = max(limits, key=limits.get)
     return {"seconds": limits[bound] * (-(-counts["grid_blocks"] // slots) / waves), "bound": bound, **limits}
@@ -224,8 +234,8 @@ def main(argv=None) -> int:
     command = "python -m benchmarks.gpu_model"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu_model.json").write_text(json.dumps({"command": command, "rows": rows, "passes": totals,
-                                                          "gpus": {n: vars(g) for n, g in GPUS.items()},
-                                                          "blocks_per_sm": BLOCKS_PER_SM}, indent=1))
+                                                          "gpus": {n: vars(g) for n, g in GPUS.items()}},
+                                                          indent=1))
     markdown = render_markdown(rows, totals, command)
     (args.out / "gpu_model.md").write_text(markdown)
     print(markdown)

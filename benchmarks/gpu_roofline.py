@@ -20,11 +20,14 @@ class GPU:
     boost_clock_hz: float
     # 32 banks of 4 bytes: one 128-byte shared-memory wavefront per SM and clock.
     shared_bytes_per_clock_per_sm: int = 128
+    # The most shared memory an SM gives its blocks (CUDA C++ Programming Guide,
+    # technical specifications per compute capability: 8.0 164 KB, 9.0 228 KB).
+    shared_bytes_per_sm: int = 228 * 1024
     source: str = ""
 
 
 GPUS = {
-    "A100": GPU("A100 SXM4 80GB", 2.039e12, 19.5e12, 9.7e12, 108, 1.410e9,
+    "A100": GPU("A100 SXM4 80GB", 2.039e12, 19.5e12, 9.7e12, 108, 1.410e9, shared_bytes_per_sm=164 * 1024,
                 source="NVIDIA A100 Tensor Core GPU datasheet (2021); NVIDIA A100 architecture whitepaper"),
     "H100": GPU("H100 SXM5 80GB", 3.35e12, 67e12, 34e12, 132, 1.980e9,
                 source="NVIDIA H100 Tensor Core GPU datasheet (2023); NVIDIA H100 architecture whitepaper"),

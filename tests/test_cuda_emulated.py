@@ -80,6 +80,13 @@ def test_matches_oracle_float64(emulated, case):
     check_against_oracle(emulated, case)
 
 
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_matches_oracle_float32(emulated, case):
+    """The matrix again in float32: unlike float64 it takes the register-blocked
+    forward wherever the filter is a square 3, 5 or 7 at stride 1 or 2 or dilation 2."""
+    check_against_oracle(emulated, case, torch.float32, 1e-5)
+
+
 # Planes larger than one 32 x 32 tile (edges, several tiles per plane, the
 # two-pass weight gradient), the tile shrunk to fit shared memory, and the
 # register-filter and generic kernels at these sizes.
@@ -104,6 +111,13 @@ LOW_PRECISION_CASES = {
     "groups2_3x5_strided": ConvCase(1, 4, 6, 9, 11, (3, 5), stride=(2, 1), padding=(1, 2), groups=2,
                                     bias="shared"),
     "split_depthwise_3x3": ConvCase(1, 2, 2, 40, 36, (3, 3), padding=(1, 1), groups=2),
+    # The blocked forward's tiles: 32 threads along a row and an odd output
+    # width (scalar stores), several tiles down and across, grouped channels.
+    "blocked_7x7_stride2": ConvCase(1, 2, 2, 75, 70, (7, 7), stride=(2, 2), padding=(3, 3), groups=2,
+                                    bias="per_sample"),
+    "blocked_5x5_dilation2": ConvCase(1, 2, 2, 45, 67, (5, 5), padding=(4, 4), dilation=(2, 2), groups=2,
+                                      bias="shared"),
+    "blocked_3x3_grouped": ConvCase(2, 4, 6, 33, 20, (3, 3), padding=(1, 1), groups=2),
 }
 # float32 accumulates in float32; the half types in float32 and round once.
 TOLERANCES = {torch.float32: 1e-5, torch.bfloat16: 3e-2, torch.float16: 4e-3}

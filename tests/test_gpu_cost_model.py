@@ -93,7 +93,8 @@ def test_sampled_counts_scale_to_the_full_count(cost_model, case, direction, fra
 def test_prediction_is_the_slowest_limit():
     gpu = GPUS["H100"]
     zero = {"requests": 0, "sectors": 0, "wavefronts": 0, "ideal_wavefronts": 0, "words": 0}
-    counts = {"grid_blocks": gpu.sms * gpu_model.BLOCKS_PER_SM, "distinct_global_bytes": 3.35e6,
+    counts = {"grid_blocks": gpu.sms * 2, "threads_per_block": 256, "shared_bytes": 48 * 1024,
+              "distinct_global_bytes": 3.35e6,
               "fp32_fma": 1e6, "fp32_add": 0, "fp64_fma": 0, "fp64_add": 0, "shuffle_instructions": 0,
               "shared_load": dict(zero), "shared_store": dict(zero)}
     prediction = gpu_model.predicted_seconds(counts, gpu)
@@ -104,3 +105,14 @@ def test_prediction_is_the_slowest_limit():
     slots = counts["grid_blocks"]
     counts["grid_blocks"] += 1  # one block into a second wave: two waves for the work of 1 + 1/slots
     assert gpu_model.predicted_seconds(counts, gpu)["seconds"] == pytest.approx(20e-6 * slots / (slots + 1))
+
+
+def test_resident_blocks_take_the_tightest_limit():
+    gpu = GPUS["H100"]
+
+    def blocks(threads, shared):
+        return gpu_model.resident_blocks({"threads_per_block": threads, "shared_bytes": shared}, gpu)
+    assert blocks(256, 10_000) == 2  # registers: 512 threads at the launch bounds' 128 registers
+    assert blocks(64, 10_000) == 8
+    assert blocks(64, 60 * 1024) == 3  # shared memory: 228 KB / 60 KB
+    assert blocks(32, 0) == 16 and blocks(1, 0) == gpu_model.MAX_BLOCKS_PER_SM

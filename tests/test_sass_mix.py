@@ -54,15 +54,35 @@ def _extension_with_sass():
     return (cuobjdump, extension) if "sm_90" in listing else None
 
 
-def test_forward_kernel_fmas_match_its_unrolled_source():
-    """forward_kernel<float, K> unrolls kRowsPerThread (4) rows x K taps of one
-    filter row inside its (not unrolled) kh loop: 4 K FFMAs in the binary."""
+def _sm90_mixes():
     found = _extension_with_sass()
     if found is None:
         pytest.skip("the built extension has no sm_90 code (a CPU-only build)")
     cuobjdump, extension = found
     mixes = sass_mix.parse_sass(cuda_binary.run(cuobjdump, "-sass", "-arch", "sm_90", extension))
     names = cuda_binary.demangle(list(mixes))
-    by_name = {names[k]: v for k, v in mixes.items()}
+    return {names[k]: v for k, v in mixes.items()}
+
+
+def test_kernel_fmas_match_their_unrolled_source():
+    """The FFMAs in the binary are the multiply-adds the source unrolls:
+    forward_kernel<float, K> 4 rows x K taps of one filter row inside its (not
+    unrolled) kh loop; blocked_forward_kernel<float, K, 1, 1> its kRows x 2
+    outputs x K x K taps (kRows 8 for K = 3, else 4); blocked_backward_kernel<float,
+    K, 1> 16 pixels x K x K taps x 2 (grad_input and grad_weight), all unrolled."""
+    by_name = _sm90_mixes()
     for k in (3, 5, 7):
         assert by_name[f"forward_kernel<float, {k}>"]["FFMA"] == 4 * k
+        rows = 8 if k == 3 else 4
+        assert by_name[f"blocked_forward_kernel<float, {k}, 1, 1>"]["FFMA"] == rows * 2 * k * k
+        assert by_name[f"blocked_backward_kernel<float, {k}, 1>"]["FFMA"] == 16 * k * k * 2
+
+
+def test_register_blocked_kernels_read_few_shared_words_per_fma():
+    """The point of the register blocking, read from the binary: at most 0.3
+    shared-memory words per FFMA in the forward and 0.4 (shuffles counted as
+    words) in the fused backward, for MuLA's filter sizes at stride 1."""
+    by_name = _sm90_mixes()
+    for k in (3, 5, 7):
+        assert by_name[f"blocked_forward_kernel<float, {k}, 1, 1>"]["LDS words / FMA"] <= 0.3
+        assert by_name[f"blocked_backward_kernel<float, {k}, 1>"]["(LDS words + SHFL) / FMA"] <= 0.4

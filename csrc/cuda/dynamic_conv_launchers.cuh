@@ -124,6 +124,169 @@ cudaError_t dispatch_backward_kernel_size(const ConvShape& s, Body&& body) {
 
 const dim3 kBlock(kBlockX, kBlockY);
 
+int round_up(int a, int b) { return ceil_div(a, b) * b; }
+
+// The tiles of blocked_forward_kernel<., K, S, D>: 2 output columns per
+// thread, 16 or 32 threads along a row (narrow planes waste no more than
+// half a tile), as many row groups as the plane needs up to 256 threads,
+// halved until the staged input fits; tile_h == 0 when it never does (or
+// the output is empty): then forward_kernel runs instead.
+template <int K, int S, int D>
+Tiling blocked_forward_tiling(const ConvShape& s, DType type) {
+  using B = ForwardBlocking<K, S, D>;
+  const int out_h = int(s.out_height);
+  const int out_w = int(s.out_width);
+  if (out_h == 0 || out_w == 0) return Tiling{};
+  Tiling t{};
+  t.threads_x = out_w > 32 ? 32 : 16;
+  t.tile_w = B::kCols * t.threads_x;
+  const int whole_warps = 32 / t.threads_x;  // row groups per warp
+  int groups = std::min(kThreads / t.threads_x, round_up(ceil_div(out_h, B::kRows), whole_warps));
+  for (;;) {
+    t.tile_h = groups * B::kRows;
+    t.tiles_h = ceil_div(out_h, t.tile_h);
+    t.tiles_w = ceil_div(out_w, t.tile_w);
+    t.staged_rows = (t.tile_h - 1) * S + (K - 1) * D + 1;
+    t.staged_cols = round_up((t.tile_w - 1) * S + (K - 1) * D + 1, B::kVector);
+    if (std::size_t(t.staged_rows) * t.staged_cols * accumulator_bytes(type) <= kMaxSharedBytes)
+      return t;
+    if (groups == whole_warps) return Tiling{};
+    groups = std::max(whole_warps, round_up(groups / 2, whole_warps));
+  }
+}
+
+// Calls body(K, S, D) (integral constants) when blocked_forward_kernel serves
+// the shape: a square 3, 5 or 7 filter, the same stride and dilation along
+// both axes, stride 1 or 2 at dilation 1, or dilation 2 at stride 1.
+// Returns false, without calling it, otherwise.
+template <typename Body>
+bool dispatch_blocked_forward(const ConvShape& s, Body&& body) {
+  const int k = int(s.kernel_h);
+  if (int(s.kernel_w) != k || s.stride_w != s.stride_h || s.dilation_w != s.dilation_h)
+    return false;
+  auto with_size = [&](auto stride, auto dilation) {
+    switch (k) {
+      case 3: body(std::integral_constant<int, 3>{}, stride, dilation); return true;
+      case 5: body(std::integral_constant<int, 5>{}, stride, dilation); return true;
+      case 7: body(std::integral_constant<int, 7>{}, stride, dilation); return true;
+      default: return false;
+    }
+  };
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  if (s.stride_h == 1 && s.dilation_h == 1) return with_size(One{}, One{});
+  if (s.stride_h == 2 && s.dilation_h == 1) return with_size(Two{}, One{});
+  if (s.stride_h == 1 && s.dilation_h == 2) return with_size(One{}, Two{});
+  return false;
+}
+
+// The storage types the blocked forward is built for (float64 would need
+// twice the registers for its filter: it takes the generic kernel).
+template <typename Body>
+cudaError_t dispatch_single_or_half_type(DType type, Body&& body) {
+  switch (type) {
+    case DType::kFloat: return body(TypeTag<float>{});
+    case DType::kHalf: return body(TypeTag<__half>{});
+    case DType::kBFloat16: return body(TypeTag<__nv_bfloat16>{});
+    case DType::kDouble: break;
+  }
+  return cudaErrorInvalidConfiguration;
+}
+
+cudaError_t launch_blocked_forward(const ForwardArgs& args, cudaStream_t stream, bool& launched) {
+  const ConvShape& shape = args.shape;
+  cudaError_t status = cudaSuccess;
+  launched = false;
+  if (args.dtype == DType::kDouble) return status;
+  dispatch_blocked_forward(shape, [&](auto size, auto stride, auto dilation) {
+    constexpr int K = decltype(size)::value;
+    constexpr int S = decltype(stride)::value;
+    constexpr int D = decltype(dilation)::value;
+    const Tiling t = blocked_forward_tiling<K, S, D>(shape, args.dtype);
+    const unsigned int blocks = grid_blocks(shape.batch * shape.out_channels, t);
+    if (t.tile_h == 0 || blocks == 0) return;
+    launched = true;
+    const unsigned int threads = t.threads_x * (t.tile_h / ForwardBlocking<K, S, D>::kRows);
+    const std::size_t bytes =
+        std::size_t(t.staged_rows) * t.staged_cols * accumulator_bytes(args.dtype);
+    status = dispatch_single_or_half_type(args.dtype, [&](auto tag) {
+      using scalar_t = typename decltype(tag)::type;
+      auto kernel = &blocked_forward_kernel<scalar_t, K, S, D>;
+      return MULA_LAUNCH(kernel, dim3(blocks), dim3(threads), bytes, stream, shape, t,
+                         static_cast<const scalar_t*>(args.input),
+                         static_cast<const scalar_t*>(args.weight),
+                         static_cast<const scalar_t*>(args.bias),
+                         args.bias_per_sample ? shape.out_channels : std::int64_t(0),
+                         static_cast<scalar_t*>(args.output));
+    });
+  });
+  return status;
+}
+
+// The tiles of blocked_backward_kernel<., K, D> over the input plane: 16
+// pixels per thread (kRows x kCols), 32 or 64 pixels along a tile row, as
+// many row groups as the plane needs up to 256 threads (a 64 x 64 plane is
+// one tile), halved until the staged grad_output and the warp sums fit;
+// tile_h == 0 when they never do or the plane is empty (backward_kernel then).
+template <int K, int D>
+Tiling blocked_backward_tiling(const ConvShape& s, DType type) {
+  using B = BackwardBlocking<K, D>;
+  const int height = int(s.in_height);
+  const int width = int(s.in_width);
+  if (height == 0 || width == 0) return Tiling{};
+  Tiling t{};
+  t.tile_w = width > 32 ? 64 : 32;
+  t.threads_x = t.tile_w / B::kCols;
+  const int whole_warps = std::max(1, 32 / t.threads_x);
+  int groups = std::min(kThreads / t.threads_x, round_up(ceil_div(height, B::kRows), whole_warps));
+  for (;;) {
+    t.tile_h = groups * B::kRows;
+    t.tiles_h = ceil_div(height, t.tile_h);
+    t.tiles_w = ceil_div(width, t.tile_w);
+    t.staged_rows = t.tile_h + (K - 1) * D;
+    t.staged_cols = t.tile_w + (K - 1) * D;
+    const std::size_t warps = std::size_t(t.threads_x) * groups / 32;
+    const std::size_t elements = std::size_t(t.staged_rows) * t.staged_cols + warps * (K * K + 1);
+    if (elements * accumulator_bytes(type) <= kMaxSharedBytes) return t;
+    if (groups == whole_warps) return Tiling{};
+    groups = std::max(whole_warps, round_up(groups / 2, whole_warps));
+  }
+}
+
+// Calls body(K, D) when blocked_backward_kernel serves the shape: a square
+// 3, 5 or 7 filter at stride 1 x 1 and the same dilation, 1 or 2, along both
+// axes, in a storage type other than float64; returns false otherwise.
+template <typename Body>
+bool dispatch_blocked_backward(const ConvShape& s, DType type, Body&& body) {
+  const int k = int(s.kernel_h);
+  if (type == DType::kDouble || int(s.kernel_w) != k || s.stride_h != 1 || s.stride_w != 1 ||
+      s.dilation_w != s.dilation_h)
+    return false;
+  auto with_size = [&](auto dilation) {
+    switch (k) {
+      case 3: body(std::integral_constant<int, 3>{}, dilation); return true;
+      case 5: body(std::integral_constant<int, 5>{}, dilation); return true;
+      case 7: body(std::integral_constant<int, 7>{}, dilation); return true;
+      default: return false;
+    }
+  };
+  if (s.dilation_h == 1) return with_size(std::integral_constant<int, 1>{});
+  if (s.dilation_h == 2) return with_size(std::integral_constant<int, 2>{});
+  return false;
+}
+
+// The tiling of the backward launch: the blocked kernel's where it serves
+// the shape and fits, else backward_kernel's. `blocked` says which.
+Tiling backward_tiling(const ConvShape& s, DType type, bool& blocked) {
+  Tiling t{};
+  blocked = false;
+  dispatch_blocked_backward(s, type, [&](auto size, auto dilation) {
+    t = blocked_backward_tiling<decltype(size)::value, decltype(dilation)::value>(s, type);
+    blocked = t.tile_h != 0;
+  });
+  return blocked ? t : choose_tiling(s, Pass::kBackward, type);
+}
+
 }  // namespace
 
 bool fits_shared_memory(const ConvShape& shape, DType type) {
@@ -137,7 +300,8 @@ bool fits_shared_memory(const ConvShape& shape, DType type) {
 }
 
 std::size_t backward_workspace_bytes(const ConvShape& shape, DType type) {
-  const Tiling t = choose_tiling(shape, Pass::kBackward, type);
+  bool blocked = false;
+  const Tiling t = backward_tiling(shape, type, blocked);
   const std::int64_t tiles = std::int64_t(t.tiles_h) * t.tiles_w;
   if (tiles <= 1) return 0;
   const std::int64_t planes = shape.batch * shape.out_channels * (shape.in_channels / shape.groups);
@@ -147,6 +311,10 @@ std::size_t backward_workspace_bytes(const ConvShape& shape, DType type) {
 
 cudaError_t launch_forward(const ForwardArgs& args, cudaStream_t stream) {
   const ConvShape& shape = args.shape;
+  if (shape.batch * shape.out_channels == 0) return cudaSuccess;
+  bool launched = false;
+  const cudaError_t blocked = launch_blocked_forward(args, stream, launched);
+  if (launched) return blocked;
   const Tiling t = choose_tiling(shape, Pass::kForward, args.dtype);
   const std::int64_t planes = shape.batch * shape.out_channels;
   if (planes == 0 || t.tile_h == 0 || t.tile_w == 0) return cudaSuccess;
@@ -170,27 +338,48 @@ cudaError_t launch_forward(const ForwardArgs& args, cudaStream_t stream) {
 cudaError_t launch_backward(const BackwardArgs& args, void* workspace, cudaStream_t stream) {
   const ConvShape& shape = args.shape;
   const DType type = args.dtype;
-  const Tiling t = choose_tiling(shape, Pass::kBackward, type);
+  bool blocked = false;
+  const Tiling t = backward_tiling(shape, type, blocked);
   const std::int64_t planes = shape.batch * shape.in_channels;
   if (planes == 0 || t.tile_h == 0 || t.tile_w == 0) return cudaSuccess;
   const unsigned int blocks = grid_blocks(planes, t);
   if (blocks == 0) return cudaErrorInvalidConfiguration;
   const int tiles = t.tiles_h * t.tiles_w;
   const bool want_sums = args.grad_weight != nullptr || args.grad_bias != nullptr;
-  const std::size_t bytes = shared_bytes(shape, Pass::kBackward, t, type);
   return dispatch_type(type, [&](auto tag) {
     using scalar_t = typename decltype(tag)::type;
     using acc_t = typename Numeric<scalar_t>::acc_t;
     auto* partial = want_sums && tiles > 1 ? static_cast<acc_t*>(workspace) : nullptr;
-    cudaError_t status = dispatch_backward_kernel_size(shape, [&](auto size) {
-      auto kernel = &backward_kernel<scalar_t, decltype(size)::value>;
-      return MULA_LAUNCH(
-          kernel, dim3(blocks), kBlock, bytes, stream, shape, t,
-          static_cast<const scalar_t*>(args.grad_output), static_cast<const scalar_t*>(args.input),
-          static_cast<const scalar_t*>(args.weight), partial,
-          static_cast<scalar_t*>(args.grad_input), static_cast<scalar_t*>(args.grad_weight),
-          static_cast<scalar_t*>(args.grad_bias));
-    });
+    const auto* grad_output = static_cast<const scalar_t*>(args.grad_output);
+    const auto* input = static_cast<const scalar_t*>(args.input);
+    const auto* weight = static_cast<const scalar_t*>(args.weight);
+    auto* grad_input = static_cast<scalar_t*>(args.grad_input);
+    auto* grad_weight = static_cast<scalar_t*>(args.grad_weight);
+    auto* grad_bias = static_cast<scalar_t*>(args.grad_bias);
+    cudaError_t status = cudaSuccess;
+    if (blocked) {
+      dispatch_blocked_backward(shape, type, [&](auto size, auto dilation) {
+        if constexpr (!std::is_same_v<scalar_t, double>) {  // not dispatched for float64
+          constexpr int K = decltype(size)::value;
+          constexpr int D = decltype(dilation)::value;
+          const unsigned int threads = t.threads_x * (t.tile_h / BackwardBlocking<K, D>::kRows);
+          const std::size_t bytes =
+              (std::size_t(t.staged_rows) * t.staged_cols + threads / 32 * (K * K + 1)) *
+              sizeof(acc_t);
+          auto kernel = &blocked_backward_kernel<scalar_t, K, D>;
+          status = MULA_LAUNCH(kernel, dim3(blocks), dim3(threads), bytes, stream, shape, t,
+                               grad_output, input, weight, partial, grad_input, grad_weight,
+                               grad_bias);
+        }
+      });
+    } else {
+      const std::size_t bytes = shared_bytes(shape, Pass::kBackward, t, type);
+      status = dispatch_backward_kernel_size(shape, [&](auto size) {
+        auto kernel = &backward_kernel<scalar_t, decltype(size)::value>;
+        return MULA_LAUNCH(kernel, dim3(blocks), kBlock, bytes, stream, shape, t, grad_output,
+                           input, weight, partial, grad_input, grad_weight, grad_bias);
+      });
+    }
     if (status != cudaSuccess || partial == nullptr) return status;
     const std::int64_t weight_planes =
         shape.batch * shape.out_channels * (shape.in_channels / shape.groups);
@@ -201,8 +390,7 @@ cudaError_t launch_backward(const BackwardArgs& args, void* workspace, cudaStrea
     auto finalize = &grad_weight_finalize_kernel<scalar_t>;
     return MULA_LAUNCH(finalize, dim3(static_cast<unsigned int>(finalize_blocks)), kBlock,
                        std::size_t(0), stream, shape, tiles, static_cast<const acc_t*>(partial),
-                       static_cast<scalar_t*>(args.grad_weight),
-                       static_cast<scalar_t*>(args.grad_bias));
+                       grad_weight, grad_bias);
   });
 }
 
