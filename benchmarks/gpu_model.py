@@ -144,6 +144,9 @@ def row_fields(case: str, direction: str, dtype: str, counts: Dict, min_bytes: f
         "grid_blocks": c["grid_blocks"], "profiled_blocks": c["profiled_blocks"],
         "sectors_per_load_request": ratio(c["global_load"]["sectors"], c["global_load"]["requests"]),
         "sectors_per_store_request": ratio(c["global_store"]["sectors"], c["global_store"]["requests"]),
+        # 1 when every request touches only the sectors its words need (aligned, contiguous).
+        "load_sectors_over_ideal": ratio(c["global_load"]["sectors"], c["global_load"]["ideal_sectors"]),
+        "store_sectors_over_ideal": ratio(c["global_store"]["sectors"], c["global_store"]["ideal_sectors"]),
         "bank_conflicts_per_request": ratio(conflicts, shared_requests),
         "shared_words_per_fma": ratio(c["shared_load"]["words"], fmas),
         "shared_and_shuffle_words_per_fma": ratio(c["shared_load"]["words"] + 32 * c["shuffle_instructions"],
@@ -198,13 +201,14 @@ def render_markdown(rows: List[Dict], totals: List[Dict], command: str) -> str:
     gpus = list(GPUS)
     lines = [f"GPU cost model of the CUDA kernels (`{command}`): counts from the CUDA emulator, "
              "scaled from the profiled blocks to the whole grid.", "",
-             "| case | dtype | pass | kernel | sectors / load req | sectors / store req | bank conflicts / "
-             "shared req | shared words / FMA | DRAM MB (model) | GFLOP | "
+             "| case | dtype | pass | kernel | sectors / load req | sectors / store req | load, store sectors "
+             "/ ideal | bank conflicts / shared req | shared words / FMA | DRAM MB (model) | GFLOP | "
              + " | ".join(f"{g} us" for g in gpus) + " |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(gpus)]
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(gpus)]
     for r in rows:
         lines.append(f"| {r['case']} | {r['dtype']} | {r['pass']} | `{r['kernel']}` | "
                      f"{_number(r['sectors_per_load_request'])} | {_number(r['sectors_per_store_request'])} | "
+                     f"{_number(r['load_sectors_over_ideal'])}, {_number(r['store_sectors_over_ideal'])} | "
                      f"{_number(r['bank_conflicts_per_request'])} | {_number(r['shared_words_per_fma'])} | "
                      f"{r['dram_bytes'] / 1e6:,.1f} | {r['flops'] / 1e9:,.2f} | "
                      + " | ".join(f"{r['predicted_us'][g]:,.1f} ({r['bound'][g]})" for g in gpus) + " |")

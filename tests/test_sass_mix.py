@@ -68,14 +68,14 @@ def test_kernel_fmas_match_their_unrolled_source():
     """The FFMAs in the binary are the multiply-adds the source unrolls:
     forward_kernel<float, K> 4 rows x K taps of one filter row inside its (not
     unrolled) kh loop; blocked_forward_kernel<float, K, 1, 1> its kRows x 2
-    outputs x K x K taps (kRows 8 for K = 3, else 4); blocked_backward_kernel<float,
-    K, 1> 16 pixels x K x K taps x 2 (grad_input and grad_weight), all unrolled."""
+    outputs x K x K taps (kRows 8 for K = 3, else 4); blocked_backward_kernel<float, K,
+    1, 1> 16 pixels x K x K taps x 2 (grad_input and grad_weight), all unrolled."""
     by_name = _sm90_mixes()
     for k in (3, 5, 7):
         assert by_name[f"forward_kernel<float, {k}>"]["FFMA"] == 4 * k
         rows = 8 if k == 3 else 4
         assert by_name[f"blocked_forward_kernel<float, {k}, 1, 1>"]["FFMA"] == rows * 2 * k * k
-        assert by_name[f"blocked_backward_kernel<float, {k}, 1>"]["FFMA"] == 16 * k * k * 2
+        assert by_name[f"blocked_backward_kernel<float, {k}, 1, 1>"]["FFMA"] == 16 * k * k * 2
 
 
 def test_register_blocked_kernels_read_few_shared_words_per_fma():
@@ -85,4 +85,4 @@ def test_register_blocked_kernels_read_few_shared_words_per_fma():
     by_name = _sm90_mixes()
     for k in (3, 5, 7):
         assert by_name[f"blocked_forward_kernel<float, {k}, 1, 1>"]["LDS words / FMA"] <= 0.3
-        assert by_name[f"blocked_backward_kernel<float, {k}, 1>"]["(LDS words + SHFL) / FMA"] <= 0.4
+        assert by_name[f"blocked_backward_kernel<float, {k}, 1, 1>"]["(LDS words + SHFL) / FMA"] <= 0.4

@@ -253,25 +253,29 @@ Tiling blocked_backward_tiling(const ConvShape& s, DType type) {
   }
 }
 
-// Calls body(K, D) when blocked_backward_kernel serves the shape: a square
-// 3, 5 or 7 filter at stride 1 x 1 and the same dilation, 1 or 2, along both
-// axes, in a storage type other than float64; returns false otherwise.
+// Calls body(K, S, D) when blocked_backward_kernel serves the shape: a square
+// 3, 5 or 7 filter, the same stride and dilation along both axes, stride 1
+// at dilation 1 or 2, or stride 2 at dilation 1, in a storage type other
+// than float64; returns false otherwise.
 template <typename Body>
 bool dispatch_blocked_backward(const ConvShape& s, DType type, Body&& body) {
   const int k = int(s.kernel_h);
-  if (type == DType::kDouble || int(s.kernel_w) != k || s.stride_h != 1 || s.stride_w != 1 ||
+  if (type == DType::kDouble || int(s.kernel_w) != k || s.stride_w != s.stride_h ||
       s.dilation_w != s.dilation_h)
     return false;
-  auto with_size = [&](auto dilation) {
+  auto with_size = [&](auto stride, auto dilation) {
     switch (k) {
-      case 3: body(std::integral_constant<int, 3>{}, dilation); return true;
-      case 5: body(std::integral_constant<int, 5>{}, dilation); return true;
-      case 7: body(std::integral_constant<int, 7>{}, dilation); return true;
+      case 3: body(std::integral_constant<int, 3>{}, stride, dilation); return true;
+      case 5: body(std::integral_constant<int, 5>{}, stride, dilation); return true;
+      case 7: body(std::integral_constant<int, 7>{}, stride, dilation); return true;
       default: return false;
     }
   };
-  if (s.dilation_h == 1) return with_size(std::integral_constant<int, 1>{});
-  if (s.dilation_h == 2) return with_size(std::integral_constant<int, 2>{});
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  if (s.stride_h == 1 && s.dilation_h == 1) return with_size(One{}, One{});
+  if (s.stride_h == 1 && s.dilation_h == 2) return with_size(One{}, Two{});
+  if (s.stride_h == 2 && s.dilation_h == 1) return with_size(Two{}, One{});
   return false;
 }
 
@@ -280,7 +284,7 @@ bool dispatch_blocked_backward(const ConvShape& s, DType type, Body&& body) {
 Tiling backward_tiling(const ConvShape& s, DType type, bool& blocked) {
   Tiling t{};
   blocked = false;
-  dispatch_blocked_backward(s, type, [&](auto size, auto dilation) {
+  dispatch_blocked_backward(s, type, [&](auto size, auto, auto dilation) {
     t = blocked_backward_tiling<decltype(size)::value, decltype(dilation)::value>(s, type);
     blocked = t.tile_h != 0;
   });
@@ -358,15 +362,16 @@ cudaError_t launch_backward(const BackwardArgs& args, void* workspace, cudaStrea
     auto* grad_bias = static_cast<scalar_t*>(args.grad_bias);
     cudaError_t status = cudaSuccess;
     if (blocked) {
-      dispatch_blocked_backward(shape, type, [&](auto size, auto dilation) {
+      dispatch_blocked_backward(shape, type, [&](auto size, auto stride, auto dilation) {
         if constexpr (!std::is_same_v<scalar_t, double>) {  // not dispatched for float64
           constexpr int K = decltype(size)::value;
+          constexpr int S = decltype(stride)::value;
           constexpr int D = decltype(dilation)::value;
           const unsigned int threads = t.threads_x * (t.tile_h / BackwardBlocking<K, D>::kRows);
           const std::size_t bytes =
               (std::size_t(t.staged_rows) * t.staged_cols + threads / 32 * (K * K + 1)) *
               sizeof(acc_t);
-          auto kernel = &blocked_backward_kernel<scalar_t, K, D>;
+          auto kernel = &blocked_backward_kernel<scalar_t, K, S, D>;
           status = MULA_LAUNCH(kernel, dim3(blocks), dim3(threads), bytes, stream, shape, t,
                                grad_output, input, weight, partial, grad_input, grad_weight,
                                grad_bias);

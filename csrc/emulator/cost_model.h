@@ -6,7 +6,9 @@
 // lane belongs to the same instruction as the n-th instance in the others
 // (exact for kernels that follow device_memory.cuh's rules), and a request is
 // costed as Nsight Compute counts it:
-// - global: the distinct 32-byte sectors its active lanes touch;
+// - global: the distinct 32-byte sectors its active lanes touch, and the
+//   ideal: the fewest sectors that hold the distinct 4-byte words it asks for
+//   (equal for aligned, contiguous rows; more for a misaligned start or gaps);
 // - shared: 32 banks of 4-byte words; a request of 4-byte (or narrower)
 //   accesses is one group of 32 lanes, of 8-byte accesses two groups of 16
 //   lanes (half warps), of 16-byte accesses four groups of 8; a group takes as
@@ -61,11 +63,13 @@ struct ThreadLog {
 struct MemoryCounts {
   std::uint64_t requests = 0;
   std::uint64_t sectors = 0;           // global: 32-byte sectors over all requests
+  std::uint64_t ideal_sectors = 0;     // global: the fewest that hold each request's words
   std::uint64_t wavefronts = 0;        // shared
   std::uint64_t ideal_wavefronts = 0;  // shared: without bank conflicts
   std::uint64_t words = 0;             // 4-byte words the active lanes move
   void add(const MemoryCounts& o) {
-    requests += o.requests, sectors += o.sectors, wavefronts += o.wavefronts;
+    requests += o.requests, sectors += o.sectors, ideal_sectors += o.ideal_sectors;
+    wavefronts += o.wavefronts;
     ideal_wavefronts += o.ideal_wavefronts, words += o.words;
   }
 };
@@ -213,7 +217,7 @@ inline void analyse_warp(ThreadLog* lanes, unsigned lane_count, std::uintptr_t s
   std::sort(keyed.begin(), keyed.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<std::pair<unsigned, const Access*>> request;
-  std::vector<std::uint64_t> sectors;
+  std::vector<std::uint64_t> sectors, words;
   for (std::size_t begin = 0; begin < keyed.size();) {
     std::size_t end = begin;
     request.clear();
@@ -229,14 +233,18 @@ inline void analyse_warp(ThreadLog* lanes, unsigned lane_count, std::uintptr_t s
       continue;
     }
     sectors.clear();
+    words.clear();
     MemoryCounts& counts = first.store ? warp.global_store : warp.global_load;
     for (const auto& [lane, access] : request) {
       for (std::uint64_t s = access->address / 32; s <= (access->address + access->bytes - 1) / 32; ++s)
         sectors.push_back(s);
+      for (std::uint64_t w = access->address / 4; w <= (access->address + access->bytes - 1) / 4; ++w)
+        words.push_back(w);
       counts.words += std::max<std::uint32_t>(1, access->bytes / 4);
     }
     counts.requests += 1;
     counts.sectors += cost_detail::distinct(sectors);
+    counts.ideal_sectors += (cost_detail::distinct(words) + 7) / 8;  // 8 words per sector
     warp.sectors.insert(warp.sectors.end(), sectors.begin(), sectors.end());
   }
   cost_detail::distinct(warp.sectors);
@@ -259,7 +267,8 @@ inline std::string to_json(const LaunchCost& c) {
   };
   auto memory = [&](const char* name, const MemoryCounts& m) {
     return "\"" + std::string(name) + "\": {" + field("requests", m.requests) + ", " +
-           field("sectors", m.sectors) + ", " + field("wavefronts", m.wavefronts) + ", " +
+           field("sectors", m.sectors) + ", " + field("ideal_sectors", m.ideal_sectors) + ", " +
+           field("wavefronts", m.wavefronts) + ", " +
            field("ideal_wavefronts", m.ideal_wavefronts) + ", " + field("words", m.words) + "}";
   };
   const OperationCounts& t = c.threads;
