@@ -610,27 +610,28 @@ __global__ void __launch_bounds__(kThreads, 2)
 // compile time (float, half, bfloat16). At stride 2 the staged grad_output
 // is upsampled (a zero between neighbours), which makes the gather and the
 // weight sums exactly those of stride 1, at 4x the FMAs (a quarter of them
-// on staged zeros) but the same loads per FMA and no integer divisions. A block is t.threads_x x groups threads (1-D); thread (x, g)
-// owns kRows x kCols = 16 pixels, columns kCols x + [0, kCols), so that 256
-// threads cover a 64 x 64 plane and its weight gradient is reduced inside
-// one block, in one pass. Every staged grad_output value a thread loads
-// (packed, 8 or 16 bytes: conflict-free) feeds the grad_input FMA of every
-// pixel that gathers it and the same pixels' grad_weight FMA, and the tap
-// sums cover all 16 pixels before the warp reduces them. The thread's rows
-// are consecutive, and the filter is taken kChunk rows at a time (all of it
-// for K <= 5; one or two rows for K = 7, whose 49 taps and 49 sums would
-// not fit the registers): the chunk's taps and tap sums live in registers, and each
-// staged row is loaded once for every (pixel row, filter row) of the chunk
-// that reads it. K = 7, D = 1: 35 staged row spans of 8 values for
-// 8 x 2 x 49 x 2 FMAs (0.18 shared words per FMA).
+// on staged zeros) but the same loads per FMA and no integer divisions.
+// A block is t.threads_x x groups threads (1-D); thread (x, g) owns kRows x
+// kCols = 16 pixels: consecutive rows g kRows + [0, kRows),
+// columns kCols x + [0, kCols), so that 256 threads cover a 64 x 64 plane and
+// its weight gradient is reduced inside one block, in one pass. Every staged
+// grad_output value a thread loads (packed, 8 or 16 bytes: conflict-free)
+// feeds the grad_input FMA of every pixel that gathers it and the same
+// pixels' grad_weight FMA, and the tap sums cover all the thread's pixels
+// before the warp reduces them. The filter is taken kChunk rows at a time
+// (all 25 or 49 taps and their sums would not fit the registers): the
+// chunk's taps and tap sums live in registers, and each staged row is loaded
+// once for every (pixel row, filter row) of the chunk that reads it. K = 7,
+// D = 1: 35 staged row spans of 8 values for 8 x 2 x 49 x 2 FMAs (0.18
+// shared words per FMA).
 template <int K, int D>
 struct BackwardBlocking {
   static constexpr int kCols = 2 * D;  // kCols / D pixels read each value through every tap
-  static constexpr int kRows = 16 / kCols;
+  static constexpr int kRows = 16 / kCols;  // 16 pixels per thread
   static constexpr int kSpan = kCols + (K - 1) * D;  // a multiple of kCols (K odd)
-  // Filter rows in registers at once (K = 7 at dilation 2, with its 16-value
-  // spans, spills in the half types at two rows).
-  static constexpr int kChunk = K <= 5 ? K : D == 1 ? 2 : 1;
+  // Filter rows whose taps and sums are in registers at once: more would
+  // spill (all 25 of K = 5 do on sm_75 and sm_80).
+  static constexpr int kChunk = K <= 5 ? 3 : D == 1 ? 2 : 1;
   // A chunk's tap sums, padded to warp_scatter_sum's power of two.
   static constexpr int kSums = kChunk * K <= 8 ? 8 : kChunk * K <= 16 ? 16 : 32;
 };
@@ -724,10 +725,13 @@ __global__ void __launch_bounds__(kThreads, 2)
                                                        bx1, tx, group, t.threads_x, groups);
     // Pixel row r gathers through filter row kh the staged row ly0 + r + (K - 1 - kh) D, and
     // pixel column c through tap kw the span's value c + (K - 1 - kw) D.
-#pragma unroll
+    // Equal chunks share one loop body (fewer registers live, less code);
+    // unequal ones are unrolled so that every chunk's size is a constant.
+    constexpr bool kEqualChunks = K % B::kChunk == 0;
+#pragma unroll(kEqualChunks ? 1 : K)
     for (int kh0 = 0; kh0 < K; kh0 += B::kChunk) {
-      constexpr int kLast = K - 1;
-      const int rows_in_chunk = kh0 + B::kChunk <= K ? B::kChunk : K - kh0;  // compile-time
+      const int rows_in_chunk =
+          kEqualChunks || kh0 + B::kChunk <= K ? B::kChunk : K - kh0;  // compile-time
       acc_t f[B::kChunk][K];
 #pragma unroll
       for (int h = 0; h < B::kChunk; ++h) {
@@ -738,9 +742,10 @@ __global__ void __launch_bounds__(kThreads, 2)
                          : acc_t(0);
       }
       acc_t sums[B::kSums] = {};
-      // The chunk's staged rows: from the one its last filter row reads for pixel row 0.
-      const int first_offset = (kLast - (kh0 + rows_in_chunk - 1)) * D;
-      const acc_t* first = staged + (ly0 + first_offset) * t.staged_cols + lx0;
+      // The chunk's staged rows start at the one its last filter row reads for pixel row 0:
+      // pixel row r reads chunk row i through filter row kh0 + rows_in_chunk - 1 - (i - r) / D.
+      const int last_kh = kh0 + rows_in_chunk - 1;
+      const acc_t* first = staged + (ly0 + (K - 1 - last_kh) * D) * t.staged_cols + lx0;
 #pragma unroll
       for (int i = 0; i < B::kRows + (B::kChunk - 1) * D; ++i) {
         if (i >= B::kRows + (rows_in_chunk - 1) * D) continue;  // compile-time
@@ -748,18 +753,16 @@ __global__ void __launch_bounds__(kThreads, 2)
         read_span<B>(first + i * t.staged_cols, v);
 #pragma unroll
         for (int r = 0; r < B::kRows; ++r) {
-          const int offset = first_offset + i - r;  // (K - 1 - kh) D for the row r reading i
-          const int kh = kLast - offset / D;
-          if (offset < 0 || offset % D != 0 || kh < kh0 || kh >= kh0 + rows_in_chunk)
-            continue;  // compile-time
+          const int d = i - r;
+          if (d < 0 || d % D != 0 || d / D >= rows_in_chunk) continue;  // compile-time
+          const int h = rows_in_chunk - 1 - d / D;  // the filter row kh0 + h
 #pragma unroll
           for (int c = 0; c < B::kCols; ++c) {
 #pragma unroll
             for (int kw = 0; kw < K; ++kw) {
-              const acc_t g = v[c + (kLast - kw) * D];
-              const int sum = (kh - kh0) * K + kw;
-              acc[r][c] = multiply_add(g, f[kh - kh0][kw], acc[r][c]);
-              sums[sum] = multiply_add(g, pixel[r][c], sums[sum]);
+              const acc_t g = v[c + (K - 1 - kw) * D];
+              acc[r][c] = multiply_add(g, f[h][kw], acc[r][c]);
+              sums[h * K + kw] = multiply_add(g, pixel[r][c], sums[h * K + kw]);
             }
           }
         }
