@@ -113,6 +113,11 @@ template <int kUpsample = 1, typename scalar_t, typename acc_t>
 __device__ __forceinline__ void stage_tile(acc_t* staged, int rows, int cols,
                                            const scalar_t* __restrict__ plane, int height,
                                            int width, int y0, int x0, int thread, int threads) {
+#ifdef MULA_INJECT_SHARED_OOB  // sanitizer self-test only: each element one place on, past the end
+  constexpr int kSkew = 1;
+#else
+  constexpr int kSkew = 0;
+#endif
   const int lane = thread % 32;
   for (int r = thread / 32; r < rows; r += threads / 32) {
     const int u = y0 + r;
@@ -125,7 +130,7 @@ __device__ __forceinline__ void stage_tile(acc_t* staged, int rows, int cols,
       const bool inside = row_inside && v >= 0 && v % kUpsample == 0 && x < width;
       const acc_t value =
           Numeric<scalar_t>::load(read_if(inside, plane + (std::int64_t(y) * width + x)));
-      write_if(c < cols, staged + (r * cols + c), value);
+      write_if(c < cols, staged + (r * cols + c + kSkew), value);
     }
   }
 }
@@ -134,14 +139,9 @@ template <typename scalar_t, typename acc_t>
 __device__ __forceinline__ void stage_filter(acc_t* filter, const scalar_t* __restrict__ weight,
                                              int taps) {
   const int thread = threadIdx.y * kBlockX + threadIdx.x;
-#ifdef MULA_INJECT_SHARED_OOB  // sanitizer self-test only: one element past the end
-  constexpr int kSkew = 1;
-#else
-  constexpr int kSkew = 0;
-#endif
   for (int i0 = 0; i0 < taps; i0 += kThreads) {
     const int i = i0 + thread;
-    write_if(i < taps, filter + i + kSkew, Numeric<scalar_t>::load(read_if(i < taps, weight + i)));
+    write_if(i < taps, filter + i, Numeric<scalar_t>::load(read_if(i < taps, weight + i)));
   }
 }
 
