@@ -725,10 +725,10 @@ __global__ void __launch_bounds__(kThreads, 2)
                                                        bx1, tx, group, t.threads_x, groups);
     // Pixel row r gathers through filter row kh the staged row ly0 + r + (K - 1 - kh) D, and
     // pixel column c through tap kw the span's value c + (K - 1 - kw) D.
-    // Equal chunks share one loop body (fewer registers live, less code);
-    // unequal ones are unrolled so that every chunk's size is a constant.
+    // Equal chunks share a loop unrolled twice (fully unrolled, K = 7 at D = 2
+    // spills); unequal ones are unrolled so that every chunk's size is a constant.
     constexpr bool kEqualChunks = K % B::kChunk == 0;
-#pragma unroll(kEqualChunks ? 1 : K)
+#pragma unroll(kEqualChunks ? 2 : K)
     for (int kh0 = 0; kh0 < K; kh0 += B::kChunk) {
       const int rows_in_chunk =
           kEqualChunks || kh0 + B::kChunk <= K ? B::kChunk : K - kh0;  // compile-time
