@@ -21,7 +21,7 @@ import sys
 import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -112,6 +112,18 @@ def parity_rows(cases: Optional[Sequence] = None, device: str = "cuda") -> List[
     return rows
 
 
+def measured(row: Dict, measure: Callable[[], Dict]) -> Dict:
+    """row with measure()'s figures, or with its error when the GPU ran out of
+    memory; what measure() allocated is released either way."""
+    try:
+        row.update(measure())
+    except torch.cuda.OutOfMemoryError:
+        row["error"] = "out of memory"
+    gc.collect()
+    torch.cuda.empty_cache()
+    return row
+
+
 def timing_rows(rounds: int) -> List[Dict]:
     """GPU time between CUDA events of each implementation, case and pass."""
     from mula_ops import IMPLEMENTATIONS
@@ -125,17 +137,14 @@ def timing_rows(rounds: int) -> List[Dict]:
             for impl in IMPLEMENTATIONS:
                 row = {"case": case.label, "dtype": str(dtype).removeprefix("torch."), "pass": direction,
                        "implementation": impl}
-                try:
+
+                def time_pass():
                     work = make_pass(impl, case, dtype, "cuda", direction, synchronized=False)
                     cuda_event_seconds(work, WARMUP_ROUNDS)
                     times = cuda_event_seconds(work, rounds)
-                    row.update(median_us=statistics.median(times) * 1e6, min_us=min(times) * 1e6, rounds=rounds)
-                except torch.cuda.OutOfMemoryError:
-                    row["error"] = "out of memory"
-                rows.append(row)
-                work = None
-                gc.collect()
-                torch.cuda.empty_cache()
+                    return {"median_us": statistics.median(times) * 1e6, "min_us": min(times) * 1e6,
+                            "rounds": rounds}
+                rows.append(measured(row, time_pass))
     return rows
 
 
@@ -150,7 +159,8 @@ def training_rows() -> List[Dict]:
     for impl in IMPLEMENTATIONS:
         for batch in TRAINING_BATCHES:
             row = {"implementation": impl, "batch": batch}
-            try:
+
+            def time_steps():
                 step = make_training_step(impl, ModelCase("full", batch), "cuda")
                 for _ in range(2):
                     step()
@@ -160,13 +170,8 @@ def training_rows() -> List[Dict]:
                     started = time.perf_counter()
                     step()
                     times.append(time.perf_counter() - started)
-                row.update(step_ms=statistics.median(times) * 1e3, peak_bytes=torch.cuda.max_memory_allocated())
-            except torch.cuda.OutOfMemoryError:
-                row["error"] = "out of memory"
-            rows.append(row)
-            step = None
-            gc.collect()
-            torch.cuda.empty_cache()
+                return {"step_ms": statistics.median(times) * 1e3, "peak_bytes": torch.cuda.max_memory_allocated()}
+            rows.append(measured(row, time_steps))
     return rows
 
 

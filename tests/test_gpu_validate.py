@@ -1,7 +1,8 @@
 """The CPU-side parts of benchmarks/gpu_validate.py (the GPU check): its
 refusal without a GPU, the parity check, the test counts it reads from
 pytest, the summaries it makes of timings and memory, and the comparison of
-the cost model with Nsight Compute's counters on a recorded sample."""
+the cost model with Nsight Compute's counters on a sample written in ncu's
+CSV layout (not recorded from a GPU: none was available)."""
 import subprocess
 import sys
 import textwrap
@@ -83,8 +84,8 @@ def test_memory_per_sample_is_the_growth_between_the_batches():
 
 
 # Nsight Compute's --csv layout (one row per launch and metric, base units,
-# thousands separators), as ncu 2025 writes it, for a forward and a backward
-# launch; ==PROF== lines are ncu's own.
+# thousands separators; columns as public ncu outputs show them), for a
+# forward and a backward launch; ==PROF== lines are ncu's own.
 NCU_COLUMNS = ('"ID","Process ID","Process Name","Host Name","Kernel Name","Context","Stream",'
                '"Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"')
 SAMPLE_VALUES = {
@@ -115,7 +116,7 @@ SAMPLE_VALUES = {
 }
 
 
-def recorded_ncu_output() -> str:
+def sample_ncu_output() -> str:
     lines = ["==PROF== Connected to process 4242 (/usr/bin/python3.12)", NCU_COLUMNS]
     for launch, (kernel, values) in enumerate(SAMPLE_VALUES.items()):
         lines.append(f'==PROF== Profiling "{kernel.split("(")[0]}": 0%....50%....100% - 9 passes')
@@ -132,13 +133,13 @@ def number(text: str) -> float:
 
 
 def test_parse_ncu_csv_reads_every_launch_in_order():
-    launches = ncu_counters.parse_ncu_csv(recorded_ncu_output())
+    launches = ncu_counters.parse_ncu_csv(sample_ncu_output())
     assert [ncu_counters.kernel_base_name(launch["kernel"]) for launch in launches] == ["forward_kernel",
                                                                                         "backward_kernel"]
     for launch, values in zip(launches, SAMPLE_VALUES.values()):
         for metric, name in ncu_counters.METRICS.items():
             assert launch[name] == number(values[metric])
-    incomplete = "\n".join(line for line in recorded_ncu_output().splitlines() if "dram__bytes_write" not in line)
+    incomplete = "\n".join(line for line in sample_ncu_output().splitlines() if "dram__bytes_write" not in line)
     with pytest.raises(ValueError, match="dram_write_bytes"):
         ncu_counters.parse_ncu_csv(incomplete)
 
@@ -152,7 +153,7 @@ def model_row(case, direction, kernel, **fields):
 def test_compare_sets_the_model_beside_the_counters():
     model = [model_row("hourglass-N16", "forward", "forward_kernel<float, 7>"),
              model_row("hourglass-N16", "backward", "backward_kernel<float, 7>")]
-    measured = ncu_counters.parse_ncu_csv(recorded_ncu_output())
+    measured = ncu_counters.parse_ncu_csv(sample_ncu_output())
     rows = ncu_counters.compare(model, measured, "H200")
     forward = SAMPLE_VALUES[next(iter(SAMPLE_VALUES))]
     first = rows[0]
@@ -169,7 +170,7 @@ def test_compare_sets_the_model_beside_the_counters():
 
 
 def test_compare_refuses_a_launch_sequence_that_differs_from_the_model():
-    measured = ncu_counters.parse_ncu_csv(recorded_ncu_output())
+    measured = ncu_counters.parse_ncu_csv(sample_ncu_output())
     swapped = [model_row("c", "backward", "backward_kernel<float, 7>"),
                model_row("c", "forward", "forward_kernel<float, 7>")]
     with pytest.raises(ValueError, match="where the model has 'backward_kernel"):
