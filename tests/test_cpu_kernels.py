@@ -16,15 +16,15 @@ from mula_ops import reference
 
 # (kernel, stride, dilation, padding, groups): the register-blocked paths
 # (square 1/3/5/7; any dilation; at stride > 1 the forward over column
-# phases) with row and vector tails, and the general loops (non-square, the
-# strided backward), grouped, padding beyond the span.
+# phases and the backward over the spread grad_output) with row and vector
+# tails, and the general loops (non-square), grouped, padding beyond the span.
 ISA_CASES = [(1, 1, 1, 0, "dw"), (3, 1, 1, 1, "dw"), (5, 1, 1, 2, "dw"), (7, 1, 1, 3, "dw"),
              (7, 1, 1, 0, "dw"), (3, 1, 1, 4, "dw"), (3, 1, 1, 1, 2), ((2, 3), 1, 1, 1, "dw"),
              (3, 2, 1, 1, "dw"), (3, 1, 2, 2, 2), (5, 2, 2, 3, 1), (7, 1, 2, 6, "dw"),
              (3, 1, 3, 1, "dw"), (5, 1, (1, 2), 5, "dw"), (3, 1, (3, 1), 7, 1),
              (7, 2, 1, 3, "dw"), (1, 2, 1, 0, 2), (3, 3, 2, 2, "dw"), (5, (1, 2), 1, 2, "dw"),
              ((2, 3), 2, 1, 1, "dw")]
-ISA_TOLERANCES = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
+ISA_TOLERANCES = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
 
 
 def _cpu_supports(isa):

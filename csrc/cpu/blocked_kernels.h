@@ -1,5 +1,7 @@
 // Part of the per-plane CPU kernels (see plane_kernels_impl.h, which
-// includes it after the ISA's Simd): the register-blocked, vectorised tiles.
+// includes it after the ISA's vector types): the register-blocked, vectorised
+// tiles, written once for float and double over a vector type `Vec` (the
+// ISA's SimdF32 or SimdF64: SimdFor<Acc>).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +12,7 @@ namespace mula::cpu {
 namespace {
 
 // ---------------------------------------------------------------------------
-// Register-blocked kernels (float, stride 1, K x K filter). Column dilation
+// Register-blocked kernels (stride 1, K x K filter). Column dilation
 // only spaces the taps' loads; row dilation d splits the rows into d phases
 // (rows r = p mod d meet only input rows of phase p), each a problem with row
 // dilation 1 over every d-th row. ColStep says where filter column j's reads
@@ -33,26 +35,26 @@ inline int64_t column_offset(int j, const ColumnPhases& phases) { return phases.
 // Adds input row i of a tile to the output rows r in [r_begin, r_end), which
 // it meets through filter row i - r. Each input vector is loaded once and
 // feeds all those rows.
-template <int K, int R, int CV, typename ColStep>
-__attribute__((always_inline)) inline void correlate_input_row(const float* row, ColStep dilation_w,
-                                                               const float* w, int i, int r_begin,
+template <typename Vec, int K, int R, int CV, typename ColStep>
+__attribute__((always_inline)) inline void correlate_input_row(const typename Vec::Scalar* row, ColStep dilation_w,
+                                                               const typename Vec::Scalar* w, int i, int r_begin,
                                                                int r_end,
-                                                               typename Simd::V (&acc)[R][CV]) {
-  using V = typename Simd::V;
-  constexpr int L = Simd::kLanes;
+                                                               typename Vec::V (&acc)[R][CV]) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::kLanes;
 #pragma GCC unroll 8
   for (int j = 0; j < K; ++j) {
     V taps[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      taps[r] = (r >= r_begin && r < r_end) ? Simd::broadcast(w[(i - r) * K + j]) : Simd::zero();
+      taps[r] = (r >= r_begin && r < r_end) ? Vec::broadcast(w[(i - r) * K + j]) : Vec::zero();
     }
 #pragma GCC unroll 8
     for (int c = 0; c < CV; ++c) {
-      const V x = Simd::in_register(Simd::load(row + column_offset(j, dilation_w) + c * L));
+      const V x = Vec::in_register(Vec::load(row + column_offset(j, dilation_w) + c * L));
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        if (r >= r_begin && r < r_end) acc[r][c] = Simd::fma(taps[r], x, acc[r][c]);
+        if (r >= r_begin && r < r_end) acc[r][c] = Vec::fma(taps[r], x, acc[r][c]);
       }
     }
   }
@@ -64,77 +66,77 @@ __attribute__((always_inline)) inline void correlate_input_row(const float* row,
 // rows (unrolled, so the bounds are constants); the rows between reach all
 // R and run as a loop, which keeps the taps out of the registers the
 // accumulators need.
-template <int K, int R, int CV, typename ColStep>
-inline void correlate_tile(const float* in, int64_t in_stride, ColStep dilation_w, const float* w,
-                           float* out, int64_t out_stride) {
-  using V = typename Simd::V;
-  constexpr int L = Simd::kLanes;
+template <typename Vec, int K, int R, int CV, typename ColStep>
+inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w, const typename Vec::Scalar* w,
+                           typename Vec::Scalar* out, int64_t out_stride) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::kLanes;
   constexpr int kFirstFull = R - 1;
   constexpr int kLastFull = K - 1;
   V acc[R][CV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
-    for (int c = 0; c < CV; ++c) acc[r][c] = Simd::load(out + r * out_stride + c * L);
+    for (int c = 0; c < CV; ++c) acc[r][c] = Vec::load(out + r * out_stride + c * L);
   }
 #pragma GCC unroll 16
   for (int i = 0; i < kFirstFull && i < R + K - 1; ++i) {
-    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
+    correlate_input_row<Vec, K, R, CV>(in + i * in_stride, dilation_w, w, i,
                                   i - K + 1 > 0 ? i - K + 1 : 0, i + 1 < R ? i + 1 : R, acc);
   }
 #pragma GCC unroll 1
   for (int i = kFirstFull; i <= kLastFull; ++i) {
-    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i, 0, R, acc);
+    correlate_input_row<Vec, K, R, CV>(in + i * in_stride, dilation_w, w, i, 0, R, acc);
   }
 #pragma GCC unroll 16
   for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < R + K - 1; ++i) {
-    correlate_input_row<K, R, CV>(in + i * in_stride, dilation_w, w, i,
+    correlate_input_row<Vec, K, R, CV>(in + i * in_stride, dilation_w, w, i,
                                   i - K + 1 > 0 ? i - K + 1 : 0, i + 1 < R ? i + 1 : R, acc);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
-    for (int c = 0; c < CV; ++c) Simd::store(out + r * out_stride + c * L, acc[r][c]);
+    for (int c = 0; c < CV; ++c) Vec::store(out + r * out_stride + c * L, acc[r][c]);
   }
 }
 
-template <int K, int R, typename ColStep>
-void correlate_rows(const float* in, int64_t in_stride, ColStep dilation_w, const float* w,
-                    float* out, int64_t out_stride, int64_t vectors) {
-  constexpr int L = Simd::kLanes;
-  constexpr int CV = Simd::kColBlock;
+template <typename Vec, int K, int R, typename ColStep>
+void correlate_rows(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w, const typename Vec::Scalar* w,
+                    typename Vec::Scalar* out, int64_t out_stride, int64_t vectors) {
+  constexpr int L = Vec::kLanes;
+  constexpr int CV = Vec::kColBlock;
   int64_t v = 0;
   for (; v + CV <= vectors; v += CV) {
-    correlate_tile<K, R, CV>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+    correlate_tile<Vec, K, R, CV>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
   }
   if constexpr (CV > 2) {
     for (; v + 2 <= vectors; v += 2) {
-      correlate_tile<K, R, 2>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+      correlate_tile<Vec, K, R, 2>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
     }
   }
   for (; v < vectors; ++v) {
-    correlate_tile<K, R, 1>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+    correlate_tile<Vec, K, R, 1>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
   }
 }
 
-template <int K, typename ColStep>
-void correlate_fast(const float* in, int64_t in_stride, const float* w, float* out,
+template <typename Vec, int K, typename ColStep>
+void correlate_fast(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* w, typename Vec::Scalar* out,
                     int64_t out_stride, int64_t rows, int64_t vectors, int64_t dilation_h,
                     ColStep dilation_w) {
-  constexpr int R = Simd::kRowBlock;
+  constexpr int R = Vec::kRowBlock;
   for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
-    const float* phase_in = in + phase * in_stride;
-    float* phase_out = out + phase * out_stride;
+    const typename Vec::Scalar* phase_in = in + phase * in_stride;
+    typename Vec::Scalar* phase_out = out + phase * out_stride;
     const int64_t step_in = in_stride * dilation_h;
     const int64_t step_out = out_stride * dilation_h;
     const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
     int64_t r = 0;
     for (; r + R <= phase_rows; r += R) {
-      correlate_rows<K, R>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
+      correlate_rows<Vec, K, R>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
                            step_out, vectors);
     }
     for (; r < phase_rows; ++r) {
-      correlate_rows<K, 1>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
+      correlate_rows<Vec, K, 1>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
                            step_out, vectors);
     }
   }
@@ -144,13 +146,13 @@ void correlate_fast(const float* in, int64_t in_stride, const float* w, float* o
 // neighbouring output rows share no input row as they do at stride 1. Tiles
 // of one row by up to kColBlock vectors; in the column phases of the staged
 // input each tap's reads are contiguous.
-template <int K>
-void correlate_strided(const float* in, int64_t in_stride, const float* w, const ConvShape& s,
-                       float* out, int64_t out_stride, int64_t vectors) {
+template <typename Vec, int K>
+void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* w, const ConvShape& s,
+                       typename Vec::Scalar* out, int64_t out_stride, int64_t vectors) {
   ColumnPhases phases{};
   for (int j = 0; j < K; ++j) phases.start[j] = tap_column_start(s, in_stride, j);
   for (int64_t r = 0; r < s.out_height; ++r) {
-    correlate_rows<K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, phases, w,
+    correlate_rows<Vec, K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, phases, w,
                          out + r * out_stride, out_stride, vectors);
   }
 }
@@ -160,34 +162,34 @@ void correlate_strided(const float* in, int64_t in_stride, const float* w, const
 // Walking the input rows, each loaded input vector meets the KB grad_output
 // rows that reach it; go needs (KB - 1) * dh zero rows above and below (the
 // staging margin).
-template <int K, int KB, typename ColStep>
-void weight_grad_rows(const float* in, int64_t in_stride, const float* go, int64_t go_stride,
+template <typename Vec, int K, int KB, typename ColStep>
+void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* go, int64_t go_stride,
                       int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
-                      int kh0, float* grad_w) {
-  using V = typename Simd::V;
-  constexpr int L = Simd::kLanes;
+                      int kh0, typename Vec::Scalar* grad_w) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::kLanes;
   V acc[KB][K];
 #pragma GCC unroll 8
   for (int b = 0; b < KB; ++b) {
 #pragma GCC unroll 8
-    for (int j = 0; j < K; ++j) acc[b][j] = Simd::zero();
+    for (int j = 0; j < K; ++j) acc[b][j] = Vec::zero();
   }
   const int64_t step_in = in_stride * dilation_h;
   const int64_t step_go = go_stride * dilation_h;
   for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
     const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
     for (int64_t ih = kh0; ih < kh0 + KB - 1 + phase_rows; ++ih) {
-      const float* in_row = in + phase * in_stride + ih * step_in;
-      const float* go_row = go + phase * go_stride + (ih - kh0) * step_go;
+      const typename Vec::Scalar* in_row = in + phase * in_stride + ih * step_in;
+      const typename Vec::Scalar* go_row = go + phase * go_stride + (ih - kh0) * step_go;
       for (int64_t v = 0; v < vectors; ++v) {
         V g[KB];
 #pragma GCC unroll 8
-        for (int b = 0; b < KB; ++b) g[b] = Simd::load(go_row - b * step_go + v * L);
+        for (int b = 0; b < KB; ++b) g[b] = Vec::load(go_row - b * step_go + v * L);
 #pragma GCC unroll 8
         for (int j = 0; j < K; ++j) {
-          const V x = Simd::in_register(Simd::load(in_row + v * L + j * dilation_w));
+          const V x = Vec::in_register(Vec::load(in_row + v * L + j * dilation_w));
 #pragma GCC unroll 8
-          for (int b = 0; b < KB; ++b) acc[b][j] = Simd::fma(g[b], x, acc[b][j]);
+          for (int b = 0; b < KB; ++b) acc[b][j] = Vec::fma(g[b], x, acc[b][j]);
         }
       }
     }
@@ -195,22 +197,22 @@ void weight_grad_rows(const float* in, int64_t in_stride, const float* go, int64
 #pragma GCC unroll 8
   for (int b = 0; b < KB; ++b) {
 #pragma GCC unroll 8
-    for (int j = 0; j < K; ++j) grad_w[(kh0 + b) * K + j] = Simd::sum(acc[b][j]);
+    for (int j = 0; j < K; ++j) grad_w[(kh0 + b) * K + j] = Vec::sum(acc[b][j]);
   }
 }
 
-template <int K, typename ColStep>
-void weight_grad_fast(const float* in, int64_t in_stride, const float* go, int64_t go_stride,
+template <typename Vec, int K, typename ColStep>
+void weight_grad_fast(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* go, int64_t go_stride,
                       int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
-                      float* grad_w) {
-  constexpr int KB = Simd::kWeightRowBlock < K ? Simd::kWeightRowBlock : K;
+                      typename Vec::Scalar* grad_w) {
+  constexpr int KB = Vec::kWeightRowBlock < K ? Vec::kWeightRowBlock : K;
   int kh0 = 0;
   for (; kh0 + KB <= K; kh0 += KB) {
-    weight_grad_rows<K, KB>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w,
+    weight_grad_rows<Vec, K, KB>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w,
                             kh0, grad_w);
   }
   for (; kh0 < K; ++kh0) {
-    weight_grad_rows<K, 1>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w, kh0,
+    weight_grad_rows<Vec, K, 1>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w, kh0,
                            grad_w);
   }
 }

@@ -1,28 +1,42 @@
-// The per-plane kernels built for AVX-512 (16 float lanes, 32 registers).
-// The target pragma applies to everything after it, so this translation
-// unit may only run once select_plane_kernels() has checked the CPU.
+// The per-plane kernels built for AVX-512 (16 float or 8 double lanes, 32
+// registers). The target pragma applies to everything after it, so this
+// translation unit may only run once select_plane_kernels() has checked the
+// CPU.
 #include "plane_kernels.h"
 
+// GCC 12's AVX-512 headers start their intrinsics from an "undefined"
+// register, which -Wmaybe-uninitialized reports wherever one is inlined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 
-#pragma GCC target("avx512f,avx2,fma")
+#pragma GCC target("avx512f,avx2,fma,f16c")
+
+#include "storage_types.h"
 
 namespace mula::cpu {
 namespace {
 
-struct Simd {
-  using V = __m512;
-  static constexpr int kLanes = 16;
+// What the float and double vectors share: the register blocking (the
+// register file holds the same number of vectors of either).
+struct Avx512Blocking {
   // Forward tiles of 4 rows x 4 vectors: 16 accumulators, 4 taps, 1 input.
   static constexpr int kRowBlock = 4;
   static constexpr int kColBlock = 4;
   // Weight gradient: 3 filter rows x 7 taps = 21 accumulators.
   static constexpr int kWeightRowBlock = 3;
+};
+
+struct SimdF32 : Avx512Blocking {
+  using Scalar = float;
+  using V = __m512;
+  static constexpr int kLanes = 16;
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static V broadcast(float x) { return _mm512_set1_ps(x); }
@@ -45,6 +59,57 @@ struct Simd {
     }
     return lanes[0];
   }
+  // Storage conversions, rounding as csrc/half_rounding.h does: F16C's
+  // round-to-nearest-even for float16; for bfloat16 the same integer
+  // rounding, NaN as 0x7fc0.
+  static V widen(const float* p) { return load(p); }
+  static V widen(const HalfBits* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static V widen(const BFloat16Bits* p) {
+    const __m512i bits = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(bits, 16));
+  }
+  static void narrow(float* p, V v) { store(p, v); }
+  static void narrow(HalfBits* p, V v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                        _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static void narrow(BFloat16Bits* p, V v) {
+    const __m512i bits = _mm512_castps_si512(v);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+    __m512i rounded =
+        _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    rounded = _mm512_mask_mov_epi32(rounded, nan, _mm512_set1_epi32(0x7fc0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(rounded));
+  }
+};
+
+struct SimdF64 : Avx512Blocking {
+  using Scalar = double;
+  using V = __m512d;
+  static constexpr int kLanes = 8;
+  static V load(const double* p) { return _mm512_loadu_pd(p); }
+  static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static V broadcast(double x) { return _mm512_set1_pd(x); }
+  static V zero() { return _mm512_setzero_pd(); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V in_register(V v) {
+    asm("" : "+v"(v));
+    return v;
+  }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static double sum(V v) {
+    alignas(64) double lanes[kLanes];
+    _mm512_store_pd(lanes, v);
+    for (int width = kLanes / 2; width > 0; width /= 2) {
+      for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
+    }
+    return lanes[0];
+  }
+  static V widen(const double* p) { return load(p); }
+  static void narrow(double* p, V v) { store(p, v); }
 };
 
 }  // namespace

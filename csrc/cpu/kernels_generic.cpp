@@ -1,6 +1,6 @@
-// The per-plane kernels for any CPU: plain float "vectors" of one lane, with
-// the same register blocking (the compiler may still vectorize the loops
-// for the baseline instruction set).
+// The per-plane kernels for any CPU: plain scalar "vectors" of one lane,
+// with the same register blocking (the compiler may still vectorize the
+// loops for the baseline instruction set).
 #include "plane_kernels.h"
 
 #include <cstdint>
@@ -8,24 +8,35 @@
 #include <cstring>
 #include <new>
 
+#include "storage_types.h"
+
 namespace mula::cpu {
 namespace {
 
-struct Simd {
-  using V = float;
+template <typename T>
+struct ScalarSimd {
+  using Scalar = T;
+  using V = T;
   static constexpr int kLanes = 1;
   static constexpr int kRowBlock = 4;
   static constexpr int kColBlock = 4;
   static constexpr int kWeightRowBlock = 1;
-  static V load(const float* p) { return *p; }
-  static void store(float* p, V v) { *p = v; }
-  static V broadcast(float x) { return x; }
-  static V zero() { return 0.0f; }
+  static V load(const T* p) { return *p; }
+  static void store(T* p, V v) { *p = v; }
+  static V broadcast(T x) { return x; }
+  static V zero() { return T(0); }
   static V fma(V a, V b, V c) { return a * b + c; }
   static V in_register(V v) { return v; }
   static V add(V a, V b) { return a + b; }
-  static float sum(V v) { return v; }
+  static T sum(V v) { return v; }
+  template <typename S>
+  static V widen(const S* p) { return to_acc(*p); }
+  template <typename S>
+  static void narrow(S* p, V v) { *p = Storage<S>::from_acc(v); }
 };
+
+using SimdF32 = ScalarSimd<float>;
+using SimdF64 = ScalarSimd<double>;
 
 }  // namespace
 }  // namespace mula::cpu

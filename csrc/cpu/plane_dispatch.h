@@ -40,21 +40,20 @@ void with_column_step(const ConvShape& s, Body&& body) {
 template <typename Acc>
 void correlate(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& s, int64_t rows,
                int64_t cols, Acc* out, int64_t out_stride) {
-  if constexpr (kIsFloat<Acc>) {
-    const int64_t vectors = cols / Simd::kLanes;
-    if (with_kernel_size(fast_kernel_size<Acc>(s), [&](auto k) {
-          with_column_step(s, [&](auto step) {
-            correlate_fast<decltype(k)::value>(in, in_stride, w, out, out_stride, rows, vectors,
-                                               s.dilation_h, step);
-          });
-        })) {
-      return;
-    }
-    if (with_kernel_size(blocked_kernel_size<Acc>(s), [&](auto k) {
-          correlate_strided<decltype(k)::value>(in, in_stride, w, s, out, out_stride, vectors);
-        })) {
-      return;
-    }
+  using Vec = SimdFor<Acc>;
+  const int64_t vectors = cols / Vec::kLanes;
+  if (with_kernel_size(fast_kernel_size(s), [&](auto k) {
+        with_column_step(s, [&](auto step) {
+          correlate_fast<Vec, decltype(k)::value>(in, in_stride, w, out, out_stride, rows, vectors,
+                                                  s.dilation_h, step);
+        });
+      })) {
+    return;
+  }
+  if (with_kernel_size(blocked_kernel_size(s), [&](auto k) {
+        correlate_strided<Vec, decltype(k)::value>(in, in_stride, w, s, out, out_stride, vectors);
+      })) {
+    return;
   }
   correlate_general(in, in_stride, w, s, out, out_stride);
 }
@@ -62,16 +61,15 @@ void correlate(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& 
 template <typename Acc>
 void weight_grad(const Acc* in, int64_t in_stride, const Acc* go, int64_t go_stride,
                  const ConvShape& s, int64_t cols, Acc* grad_w) {
-  if constexpr (kIsFloat<Acc>) {
-    const int64_t vectors = cols / Simd::kLanes;
-    if (with_kernel_size(fast_kernel_size<Acc>(s), [&](auto k) {
-          with_column_step(s, [&](auto step) {
-            weight_grad_fast<decltype(k)::value>(in, in_stride, go, go_stride, s.out_height,
-                                                 vectors, s.dilation_h, step, grad_w);
-          });
-        })) {
-      return;
-    }
+  using Vec = SimdFor<Acc>;
+  const int64_t vectors = cols / Vec::kLanes;
+  if (with_kernel_size(fast_kernel_size(s), [&](auto k) {
+        with_column_step(s, [&](auto step) {
+          weight_grad_fast<Vec, decltype(k)::value>(in, in_stride, go, go_stride, s.out_height,
+                                                    vectors, s.dilation_h, step, grad_w);
+        });
+      })) {
+    return;
   }
   weight_grad_general(in, in_stride, go, go_stride, s, grad_w);
 }
@@ -81,7 +79,7 @@ void weight_grad(const Acc* in, int64_t in_stride, const Acc* go, int64_t go_str
 template <typename Acc>
 void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps, const ConvShape& s,
                 Acc* grad_in, int64_t grad_in_stride) {
-  if (fast_kernel_size<Acc>(s) != 0) {
+  if (fast_kernel_size(s) != 0) {
     // With the margin, the flipped correlation reads grad_output padded by
     // (k - 1) * dilation - pad, which starts pad rows and columns into the
     // staged plane.
@@ -95,22 +93,15 @@ void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps, const Con
 
 template <typename Acc>
 Acc plane_sum(const Acc* plane, int64_t stride, int64_t rows, int64_t cols) {
-  if constexpr (kIsFloat<Acc>) {
-    // cols is whole vectors here: the staged grad_output rows end in zeros.
-    auto sum = Simd::zero();
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; c += Simd::kLanes) {
-        sum = Simd::add(sum, Simd::load(plane + r * stride + c));
-      }
+  // cols is whole vectors here: the staged grad_output rows end in zeros.
+  using Vec = SimdFor<Acc>;
+  auto sum = Vec::zero();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; c += Vec::kLanes) {
+      sum = Vec::add(sum, Vec::load(plane + r * stride + c));
     }
-    return Simd::sum(sum);
-  } else {
-    Acc sum = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t c = 0; c < cols; ++c) sum += plane[r * stride + c];
-    }
-    return sum;
   }
+  return Vec::sum(sum);
 }
 
 }  // namespace

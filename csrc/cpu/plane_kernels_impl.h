@@ -1,8 +1,9 @@
 // The per-plane CPU kernels, written once and compiled once per instruction
-// set: each kernels_<isa>.cpp defines `Simd` (vector type, lane count and
-// register-blocking sizes for that ISA) and then includes this file, which
-// holds the work items (loops over planes) and the table of entry points and
-// includes the parts: storage_types.h (dtypes and rounding), plane_staging.h,
+// set: each kernels_<isa>.cpp defines `SimdF32` and `SimdF64` (vector type,
+// lane count, register-blocking sizes and, for float, the conversions from
+// and to float16 and bfloat16) and then includes this file, which holds the
+// work items (loops over planes) and the table of entry points and includes
+// the parts: storage_types.h (dtypes and rounding), plane_staging.h,
 // blocked_kernels.h (register-blocked tiles), general_loops.h (any shape)
 // and plane_dispatch.h (which of the two a plane takes).
 // Everything here has internal linkage, so the builds for different ISAs
@@ -10,18 +11,19 @@
 //
 // Structure (it mirrors the CUDA kernels, one (sample, channel) plane each):
 // - forward: stage the input plane with its zero halo (converted to the
-//   accumulation type), correlate it with the plane's filter into an
-//   accumulator plane that starts at the bias, store it converted back;
+//   accumulation type, float or double), correlate it with the plane's
+//   filter into an accumulator plane that starts at the bias, round it into
+//   the output;
 // - backward: stage the grad_output plane once, with a zero margin of the
-//   filter's span,
-//   and from it compute grad_bias (its sum), grad_weight (one reduction per
-//   filter tap against the staged input plane) and grad_input (the forward
-//   correlation with the flipped filter over the margin: a gather, no
-//   scatter).
-// Fast paths: float accumulation and a square 1x1, 3x3, 5x5 or 7x7 filter
-// (any dilation), with register-blocked tiles: every pass at stride 1, the
-// forward at any stride. Everything else takes the general loops, which
-// handle any size, stride, dilation and padding.
+//   filter's span (for a strided convolution spread out to the stride-1
+//   grid, so that the strided backward is a stride-1 one), and from it
+//   compute grad_bias (its sum), grad_weight (one reduction per filter tap
+//   against the staged input plane) and grad_input (the forward correlation
+//   with the flipped filter over the margin: a gather, no scatter).
+// Fast paths: a square 1x1, 3x3, 5x5 or 7x7 filter (any stride and
+// dilation) in every dtype, with register-blocked tiles. Everything else
+// takes the general loops, which handle any size, stride, dilation and
+// padding.
 //
 // Within a plane every sum runs in a fixed order, and planes never share an
 // output element, so results do not depend on the thread count.
@@ -56,40 +58,54 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* bias = static_cast<const T*>(a.bias);
   auto* output = static_cast<T*>(a.output);
 
-  const bool in_place = accumulates_in_place<T>(blocked_kernel_size<Acc>(s) != 0, s.out_width);
-  const int64_t acc_stride = in_place ? s.out_width : g.out_cols;
   StagedGroup<Acc> staged(in_per_group, g.in_rows * g.in_cols);
-  Scratch<Acc> out_buf(in_place ? 0 : s.out_height * g.out_cols);
+  Scratch<Acc> row(g.in_cols);
+  Scratch<Acc> acc(s.out_height * g.out_cols);
   Scratch<Acc> filters(in_per_group * taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
     const int64_t group = oc / out_per_group;
     const Acc b = bias == nullptr ? Acc(0) : to_acc(bias[a.bias_per_sample ? item : oc]);
-    T* out_plane = output + item * s.out_height * s.out_width;
-    Acc* acc = accumulator(out_plane, in_place, out_buf.get());
-    fill(acc, s.out_height * acc_stride, b);
+    fill(acc.get(), s.out_height * g.out_cols, b);
     load_filters(weight + item * in_per_group * taps, in_per_group, taps, false, filters.get());
     if (staged.needs_staging(n * s.groups + group)) {
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
         const T* plane =
             input + (n * s.in_channels + group * in_per_group + icg) * s.in_height * s.in_width;
-        stage_input_plane(plane, s, g, staged.plane(icg));
+        stage_input_plane(plane, s, g, staged.plane(icg), row.get());
       }
     }
     for (int64_t icg = 0; icg < in_per_group; ++icg) {
       correlate(staged.plane(icg), g.in_cols, filters.get() + icg * taps, s, s.out_height,
-                g.out_cols, acc, acc_stride);
+                g.out_cols, acc.get(), g.out_cols);
     }
-    if (!in_place) store_plane(acc, acc_stride, s.out_height, s.out_width, out_plane);
+    store_plane(acc.get(), g.out_cols, s.out_height, s.out_width,
+                output + item * s.out_height * s.out_width);
   }
 }
 
+// Stages grad_output plane `item` with the margin of Geometry(b), spread out
+// when the backward runs on the stride-1 grid (backward_shape).
+template <typename T, typename Acc>
+void stage_grad_output(const T* grad_output, int64_t item, const ConvShape& s, const Geometry& g,
+                       Acc* buf) {
+  const T* plane = grad_output + item * s.out_height * s.out_width;
+  if (spreads_grad_output(s)) {
+    stage_spread_plane(plane, s, g.go_top, g.go_left, buf, g.go_rows, g.go_cols);
+  } else {
+    stage_plane(plane, s.out_height, s.out_width, g.go_top, g.go_left, buf, g.go_rows, g.go_cols);
+  }
+}
+
+// Both backward work items compute on b = backward_shape(s): s itself, or
+// for a strided convolution the stride-1 shape over the spread grad_output.
 template <typename T>
 void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t end) {
   using Acc = AccOf<T>;
   const ConvShape& s = a.shape;
-  const Geometry g(s);
+  const ConvShape b = backward_shape(s);
+  const Geometry g(b);
   const bool depthwise = is_depthwise(s);
   const bool want_input = depthwise && a.grad_input != nullptr;
   const int64_t in_per_group = s.in_channels / s.groups;
@@ -102,43 +118,40 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
 
   Scratch<Acc> go_buf(g.go_rows * g.go_cols);
   StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0, g.in_rows * g.in_cols);
+  Scratch<Acc> row(g.in_cols);
   Scratch<Acc> grad_w(in_per_group * taps);
-  const bool in_place = accumulates_in_place<T>(fast_kernel_size<Acc>(s) != 0, s.in_width);
-  const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
-  Scratch<Acc> grad_in_buf(want_input && !in_place ? s.in_height * g.grad_in_cols : 0);
+  Scratch<Acc> grad_in(want_input ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
-    stage_plane(grad_output + item * s.out_height * s.out_width, s.out_height, s.out_width,
-                g.go_top, g.go_left, go_buf.get(), g.go_rows, g.go_cols);
+    stage_grad_output(grad_output, item, s, g, go_buf.get());
     const Acc* go = go_buf.get() + g.go_top * g.go_cols + g.go_left;
     if (a.grad_bias != nullptr) {
       static_cast<T*>(a.grad_bias)[item] =
-          Storage<T>::from_acc(plane_sum(go, g.go_cols, s.out_height, g.out_cols));
+          Storage<T>::from_acc(plane_sum(go, g.go_cols, b.out_height, g.out_cols));
     }
     if (a.grad_weight != nullptr) {
       const int64_t group = oc / out_per_group;
       if (staged_input.needs_staging(n * s.groups + group)) {
         for (int64_t icg = 0; icg < in_per_group; ++icg) {
           const T* plane = input + (n * s.in_channels + group * in_per_group + icg) * in_plane;
-          stage_input_plane(plane, s, g, staged_input.plane(icg));
+          stage_input_plane(plane, b, g, staged_input.plane(icg), row.get());
         }
       }
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
-        weight_grad(staged_input.plane(icg), g.in_cols, go, g.go_cols, s, g.out_cols,
+        weight_grad(staged_input.plane(icg), g.in_cols, go, g.go_cols, b, g.out_cols,
                     grad_w.get() + icg * taps);
       }
       store_plane(grad_w.get(), taps, in_per_group, taps,
                   static_cast<T*>(a.grad_weight) + item * in_per_group * taps);
     }
     if (want_input) {
-      T* grad_in_plane = static_cast<T*>(a.grad_input) + item * in_plane;
-      Acc* grad_in = accumulator(grad_in_plane, in_place, grad_in_buf.get());
-      load_filters(weight + item * taps, 1, taps, fast_kernel_size<Acc>(s) != 0, filter.get());
-      fill(grad_in, s.in_height * grad_in_stride, Acc(0));
-      input_grad(go_buf.get(), g, filter.get(), s, grad_in, grad_in_stride);
-      if (!in_place) store_plane(grad_in, grad_in_stride, s.in_height, s.in_width, grad_in_plane);
+      load_filters(weight + item * taps, 1, taps, fast_kernel_size(b) != 0, filter.get());
+      fill(grad_in.get(), s.in_height * g.grad_in_cols, Acc(0));
+      input_grad(go_buf.get(), g, filter.get(), b, grad_in.get(), g.grad_in_cols);
+      store_plane(grad_in.get(), g.grad_in_cols, s.in_height, s.in_width,
+                  static_cast<T*>(a.grad_input) + item * in_plane);
     }
   }
 }
@@ -147,18 +160,17 @@ template <typename T>
 void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t end) {
   using Acc = AccOf<T>;
   const ConvShape& s = a.shape;
-  const Geometry g(s);
+  const ConvShape b = backward_shape(s);
+  const Geometry g(b);
   const int64_t in_per_group = s.in_channels / s.groups;
   const int64_t out_per_group = s.out_channels / s.groups;
   const int64_t taps = s.kernel_h * s.kernel_w;
   const auto* grad_output = static_cast<const T*>(a.grad_output);
   const auto* weight = static_cast<const T*>(a.weight);
-  const bool flipped = fast_kernel_size<Acc>(s) != 0;
+  const bool flipped = fast_kernel_size(b) != 0;
 
-  const bool in_place = accumulates_in_place<T>(fast_kernel_size<Acc>(s) != 0, s.in_width);
-  const int64_t grad_in_stride = in_place ? s.in_width : g.grad_in_cols;
   StagedGroup<Acc> staged_grad_output(out_per_group, g.go_rows * g.go_cols);
-  Scratch<Acc> grad_in_buf(in_place ? 0 : s.in_height * g.grad_in_cols);
+  Scratch<Acc> grad_in(s.in_height * g.grad_in_cols);
   Scratch<Acc> filter(taps);
   for (int64_t item = begin; item < end; ++item) {
     const int64_t n = item / s.in_channels;
@@ -166,22 +178,20 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     const int64_t group = ic / in_per_group;
     const int64_t first_oc = group * out_per_group;
     const int64_t icg = ic % in_per_group;
-    T* grad_in_plane = static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width;
-    Acc* grad_in = accumulator(grad_in_plane, in_place, grad_in_buf.get());
-    fill(grad_in, s.in_height * grad_in_stride, Acc(0));
+    fill(grad_in.get(), s.in_height * g.grad_in_cols, Acc(0));
     if (staged_grad_output.needs_staging(n * s.groups + group)) {
       for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
-        const int64_t out_item = n * s.out_channels + first_oc + ocg;
-        stage_plane(grad_output + out_item * s.out_height * s.out_width, s.out_height, s.out_width,
-                    g.go_top, g.go_left, staged_grad_output.plane(ocg), g.go_rows, g.go_cols);
+        stage_grad_output(grad_output, n * s.out_channels + first_oc + ocg, s, g,
+                          staged_grad_output.plane(ocg));
       }
     }
     for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
       const int64_t out_item = n * s.out_channels + first_oc + ocg;
       load_filters(weight + (out_item * in_per_group + icg) * taps, 1, taps, flipped, filter.get());
-      input_grad(staged_grad_output.plane(ocg), g, filter.get(), s, grad_in, grad_in_stride);
+      input_grad(staged_grad_output.plane(ocg), g, filter.get(), b, grad_in.get(), g.grad_in_cols);
     }
-    if (!in_place) store_plane(grad_in, grad_in_stride, s.in_height, s.in_width, grad_in_plane);
+    store_plane(grad_in.get(), g.grad_in_cols, s.in_height, s.in_width,
+                static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width);
   }
 }
 

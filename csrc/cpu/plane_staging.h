@@ -1,7 +1,7 @@
 // Part of the per-plane CPU kernels (see plane_kernels_impl.h, which
-// includes it after the ISA's Simd): scratch planes, the geometry of the
-// staged planes, and staging (copying a plane with its zero halo into the
-// accumulation type).
+// includes it after the ISA's vector types): scratch planes, the geometry
+// of the staged planes, staging (copying a plane with its zero halo into the
+// accumulation type) and storing (rounding back to the storage type).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,20 @@
 
 namespace mula::cpu {
 namespace {
+
+// The ISA's vector of the accumulation type.
+template <typename Acc>
+struct SimdOf;
+template <>
+struct SimdOf<float> {
+  using type = SimdF32;
+};
+template <>
+struct SimdOf<double> {
+  using type = SimdF64;
+};
+template <typename Acc>
+using SimdFor = typename SimdOf<Acc>::type;
 
 // A scratch array owned by one call (one thread), reused for all its planes.
 template <typename Acc>
@@ -65,20 +79,37 @@ inline int64_t clamp_to(int64_t value, int64_t low, int64_t high) {
 }
 
 // The filter size the register-blocked forward takes for this shape, or 0:
-// float accumulation and a square 1x1, 3x3, 5x5 or 7x7 filter, any stride
-// and dilation.
-template <typename Acc>
-int blocked_kernel_size(const ConvShape& s) {
-  if (!kIsFloat<Acc> || s.kernel_h != s.kernel_w) return 0;
+// a square 1x1, 3x3, 5x5 or 7x7 filter, any stride and dilation.
+inline int blocked_kernel_size(const ConvShape& s) {
+  if (s.kernel_h != s.kernel_w) return 0;
   const int64_t k = s.kernel_h;
   return (k == 1 || k == 3 || k == 5 || k == 7) ? static_cast<int>(k) : 0;
 }
 
 // The same for the stride-1 kernels, which also serve the backward (the
 // weight reduction, and grad_input as the flipped correlation).
-template <typename Acc>
-int fast_kernel_size(const ConvShape& s) {
-  return s.stride_h == 1 && s.stride_w == 1 ? blocked_kernel_size<Acc>(s) : 0;
+inline int fast_kernel_size(const ConvShape& s) {
+  return s.stride_h == 1 && s.stride_w == 1 ? blocked_kernel_size(s) : 0;
+}
+
+// Whether a strided backward runs as the stride-1 backward over grad_output
+// spread out to the stride-1 grid (stage_spread_plane), which the
+// register-blocked kernels take: the gather then needs no divisions, at the
+// price of stride_h * stride_w times the multiply-adds.
+inline bool spreads_grad_output(const ConvShape& s) {
+  return (s.stride_h != 1 || s.stride_w != 1) && blocked_kernel_size(s) != 0 && s.out_height > 0 &&
+         s.out_width > 0;
+}
+
+// The shape the backward computes: the spread shape (stride 1, an output
+// row and column for every input position a strided output lands on) or s.
+inline ConvShape backward_shape(const ConvShape& s) {
+  if (!spreads_grad_output(s)) return s;
+  ConvShape spread = s;
+  spread.out_height = (s.out_height - 1) * s.stride_h + 1;
+  spread.out_width = (s.out_width - 1) * s.stride_w + 1;
+  spread.stride_h = spread.stride_w = 1;
+  return spread;
 }
 
 // Scratch plane sizes for one convolution. Accumulator rows are padded to
@@ -96,7 +127,7 @@ struct Geometry {
   int64_t go_top, go_left, go_rows, go_cols;
 
   explicit Geometry(const ConvShape& s) {
-    const int64_t lanes = Simd::kLanes;
+    const int64_t lanes = SimdF32::kLanes;  // a multiple of SimdF64's
     out_cols = round_up(s.out_width, lanes);
     in_rows = s.in_height + 2 * s.pad_h;
     in_cols = round_up(
@@ -109,6 +140,24 @@ struct Geometry {
     go_cols = max_of(go_left + out_cols, s.pad_w + grad_in_cols) + go_left;
   }
 };
+
+// dst[c] = src[c] converted to the accumulation type, c < count.
+template <typename T, typename Acc>
+void widen_row(const T* src, Acc* dst, int64_t count) {
+  using Vec = SimdFor<Acc>;
+  int64_t c = 0;
+  for (; c + Vec::kLanes <= count; c += Vec::kLanes) Vec::store(dst + c, Vec::widen(src + c));
+  for (; c < count; ++c) dst[c] = to_acc(src[c]);
+}
+
+// dst[c] = src[c] rounded to the storage type, c < count.
+template <typename T, typename Acc>
+void narrow_row(const Acc* src, T* dst, int64_t count) {
+  using Vec = SimdFor<Acc>;
+  int64_t c = 0;
+  for (; c + Vec::kLanes <= count; c += Vec::kLanes) Vec::narrow(dst + c, Vec::load(src + c));
+  for (; c < count; ++c) dst[c] = Storage<T>::from_acc(src[c]);
+}
 
 // buf[r][c] = src[r - top][c - left] where that is inside the source plane,
 // zero elsewhere; converts to the accumulation type.
@@ -124,10 +173,23 @@ void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top, int64_t 
       std::memset(dst, 0, sizeof(Acc) * buf_cols);
       continue;
     }
-    const T* src_line = src + src_row * cols - left;
     std::memset(dst, 0, sizeof(Acc) * begin);
-    for (int64_t c = begin; c < end; ++c) dst[c] = to_acc(src_line[c]);
+    widen_row(src + src_row * cols - left + begin, dst + begin, end - begin);
     std::memset(dst + end, 0, sizeof(Acc) * (buf_cols - end));
+  }
+}
+
+// A strided convolution's grad_output spread out to the stride-1 grid:
+// buf[top + r * sh][left + c * sw] = src[r][c], zero elsewhere. On that grid
+// the strided backward is the stride-1 backward (backward_shape).
+template <typename T, typename Acc>
+void stage_spread_plane(const T* src, const ConvShape& s, int64_t top, int64_t left, Acc* buf,
+                        int64_t buf_rows, int64_t buf_cols) {
+  std::memset(buf, 0, sizeof(Acc) * buf_rows * buf_cols);
+  for (int64_t r = 0; r < s.out_height; ++r) {
+    Acc* dst = buf + (top + r * s.stride_h) * buf_cols + left;
+    const T* src_line = src + r * s.out_width;
+    for (int64_t c = 0; c < s.out_width; ++c) dst[c * s.stride_w] = to_acc(src_line[c]);
   }
 }
 
@@ -135,14 +197,16 @@ void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top, int64_t 
 // column stride sw > 1 each staged row holds its columns split into sw
 // phases, column x at (x % sw) * (in_cols / sw) + x / sw, so that a tap's
 // strided reads along a row are one contiguous run (tap_column_start); with
-// sw = 1 that is the plain layout.
+// sw = 1 that is the plain layout. `row` is scratch of g.in_cols values.
 template <typename T, typename Acc>
-void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc* buf) {
+void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc* buf, Acc* row) {
   if (s.stride_w == 1) {
     stage_plane(src, s.in_height, s.in_width, s.pad_h, s.pad_w, buf, g.in_rows, g.in_cols);
     return;
   }
   const int64_t phase_cols = g.in_cols / s.stride_w;
+  // The padded row, converted once; each phase then picks every sw-th value.
+  std::memset(row, 0, sizeof(Acc) * g.in_cols);
   for (int64_t r = 0; r < g.in_rows; ++r) {
     Acc* dst = buf + r * g.in_cols;
     const int64_t src_row = r - s.pad_h;
@@ -150,12 +214,10 @@ void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc*
       std::memset(dst, 0, sizeof(Acc) * g.in_cols);
       continue;
     }
-    const T* src_line = src + src_row * s.in_width;
+    widen_row(src + src_row * s.in_width, row + s.pad_w, s.in_width);
     for (int64_t phase = 0; phase < s.stride_w; ++phase) {
       Acc* run = dst + phase * phase_cols;
-      for (int64_t m = 0, col = phase - s.pad_w; m < phase_cols; ++m, col += s.stride_w) {
-        run[m] = col >= 0 && col < s.in_width ? to_acc(src_line[col]) : Acc(0);
-      }
+      for (int64_t m = 0; m < phase_cols; ++m) run[m] = row[phase + m * s.stride_w];
     }
   }
 }
@@ -167,30 +229,11 @@ inline int64_t tap_column_start(const ConvShape& s, int64_t in_stride, int64_t j
   return (x % s.stride_w) * (in_stride / s.stride_w) + x / s.stride_w;
 }
 
+// Rounds an accumulator plane (rows of buf_cols) into a plane of the storage
+// type (rows of cols).
 template <typename T, typename Acc>
 void store_plane(const Acc* buf, int64_t buf_cols, int64_t rows, int64_t cols, T* dst) {
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      dst[r * cols + c] = Storage<T>::from_acc(buf[r * buf_cols + c]);
-    }
-  }
-}
-
-// Where a plane accumulates: in the output itself when it stores the
-// accumulation type and its rows suit the kernel (whole vectors for the
-// register-blocked kernels, anything for the general loops), otherwise in
-// scratch that is then converted and stored.
-template <typename T>
-bool accumulates_in_place(bool blocked, int64_t width) {
-  return Storage<T>::kIsAcc && (!blocked || width % Simd::kLanes == 0);
-}
-
-template <typename T, typename Acc>
-Acc* accumulator(T* plane, bool in_place, Acc* scratch) {
-  if constexpr (Storage<T>::kIsAcc) {
-    if (in_place) return plane;
-  }
-  return scratch;
+  for (int64_t r = 0; r < rows; ++r) narrow_row(buf + r * buf_cols, dst + r * cols, cols);
 }
 
 template <typename Acc>

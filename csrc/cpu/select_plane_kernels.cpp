@@ -12,7 +12,7 @@ namespace {
 const PlaneKernels& detect() {
   // __builtin_cpu_supports also checks that the OS saves the wide registers.
   if (__builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     return plane_kernels_avx2();
   }
   return plane_kernels_generic();
@@ -28,7 +28,8 @@ const PlaneKernels& select_plane_kernels() {
   if (requested == nullptr || *requested == '\0') return detected;
   const std::string isa(requested);
   if (isa == "generic") return plane_kernels_generic();
-  if (isa == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (isa == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c")) {
     return plane_kernels_avx2();
   }
   if (isa == "avx512" && __builtin_cpu_supports("avx512f")) return plane_kernels_avx512();

@@ -56,10 +56,5 @@ struct Storage<HalfBits> {
 template <typename T>
 using AccOf = typename Storage<T>::Acc;
 
-template <typename Acc>
-constexpr bool kIsFloat = false;
-template <>
-constexpr bool kIsFloat<float> = true;
-
 }  // namespace
 }  // namespace mula::cpu
