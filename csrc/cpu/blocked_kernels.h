@@ -33,13 +33,12 @@ struct ColumnPhases {
 inline int64_t column_offset(int j, const ColumnPhases& phases) { return phases.start[j]; }
 
 // Adds input row i of a tile to the output rows r in [r_begin, r_end), which
-// it meets through filter row i - r. Each input vector is loaded once and
-// feeds all those rows.
-template <typename Vec, int K, int R, int CV, typename ColStep>
-__attribute__((always_inline)) inline void correlate_input_row(const typename Vec::Scalar* row, ColStep dilation_w,
-                                                               const typename Vec::Scalar* w, int i, int r_begin,
-                                                               int r_end,
-                                                               typename Vec::V (&acc)[R][CV]) {
+// it meets through filter row i - S * r (S: the row stride). Each input
+// vector is loaded once and feeds all those rows.
+template <typename Vec, int K, int R, int CV, int S, typename ColStep>
+__attribute__((always_inline)) inline void correlate_input_row(
+    const typename Vec::Scalar* row, ColStep dilation_w, const typename Vec::Scalar* w, int i,
+    int r_begin, int r_end, typename Vec::V (&acc)[R][CV]) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
 #pragma GCC unroll 8
@@ -47,7 +46,7 @@ __attribute__((always_inline)) inline void correlate_input_row(const typename Ve
     V taps[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      taps[r] = (r >= r_begin && r < r_end) ? Vec::broadcast(w[(i - r) * K + j]) : Vec::zero();
+      taps[r] = (r >= r_begin && r < r_end) ? Vec::broadcast(w[(i - S * r) * K + j]) : Vec::zero();
     }
 #pragma GCC unroll 8
     for (int c = 0; c < CV; ++c) {
@@ -60,18 +59,24 @@ __attribute__((always_inline)) inline void correlate_input_row(const typename Ve
   }
 }
 
-// out[r][c] += sum_{i,j} w[i][j] * in[r + i][c + j] for an R-row by
-// CV-vector tile: (R + K - 1) * K * CV vector loads for R * K * K * CV fused
-// multiply-adds. The first and last R - 1 input rows reach only some output
+// The output rows of a tile that input row i meets: 0 <= i - S * r < K.
+constexpr int first_row_met(int i, int K, int S) { return i - K + 1 > 0 ? (i - K + S) / S : 0; }
+constexpr int end_row_met(int i, int R, int S) { return i / S + 1 < R ? i / S + 1 : R; }
+
+// out[r][c] += sum_{i,j} w[i][j] * in[S * r + i][c + j] for an R-row by
+// CV-vector tile: (S * (R - 1) + K) * K * CV vector loads for R * K * K * CV
+// fused multiply-adds. The first and last input rows reach only some output
 // rows (unrolled, so the bounds are constants); the rows between reach all
 // R and run as a loop, which keeps the taps out of the registers the
 // accumulators need.
-template <typename Vec, int K, int R, int CV, typename ColStep>
-inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w, const typename Vec::Scalar* w,
-                           typename Vec::Scalar* out, int64_t out_stride) {
+template <typename Vec, int K, int R, int CV, int S, typename ColStep>
+inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w,
+                           const typename Vec::Scalar* w, typename Vec::Scalar* out,
+                           int64_t out_stride) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
-  constexpr int kFirstFull = R - 1;
+  constexpr int kRows = S * (R - 1) + K;
+  constexpr int kFirstFull = S * (R - 1);
   constexpr int kLastFull = K - 1;
   V acc[R][CV];
 #pragma GCC unroll 16
@@ -80,18 +85,18 @@ inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, Co
     for (int c = 0; c < CV; ++c) acc[r][c] = Vec::load(out + r * out_stride + c * L);
   }
 #pragma GCC unroll 16
-  for (int i = 0; i < kFirstFull && i < R + K - 1; ++i) {
-    correlate_input_row<Vec, K, R, CV>(in + i * in_stride, dilation_w, w, i,
-                                  i - K + 1 > 0 ? i - K + 1 : 0, i + 1 < R ? i + 1 : R, acc);
+  for (int i = 0; i < kFirstFull && i < kRows; ++i) {
+    correlate_input_row<Vec, K, R, CV, S>(in + i * in_stride, dilation_w, w, i,
+                                          first_row_met(i, K, S), end_row_met(i, R, S), acc);
   }
 #pragma GCC unroll 1
   for (int i = kFirstFull; i <= kLastFull; ++i) {
-    correlate_input_row<Vec, K, R, CV>(in + i * in_stride, dilation_w, w, i, 0, R, acc);
+    correlate_input_row<Vec, K, R, CV, S>(in + i * in_stride, dilation_w, w, i, 0, R, acc);
   }
 #pragma GCC unroll 16
-  for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < R + K - 1; ++i) {
-    correlate_input_row<Vec, K, R, CV>(in + i * in_stride, dilation_w, w, i,
-                                  i - K + 1 > 0 ? i - K + 1 : 0, i + 1 < R ? i + 1 : R, acc);
+  for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < kRows; ++i) {
+    correlate_input_row<Vec, K, R, CV, S>(in + i * in_stride, dilation_w, w, i,
+                                          first_row_met(i, K, S), end_row_met(i, R, S), acc);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -100,22 +105,23 @@ inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, Co
   }
 }
 
-template <typename Vec, int K, int R, typename ColStep>
-void correlate_rows(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w, const typename Vec::Scalar* w,
-                    typename Vec::Scalar* out, int64_t out_stride, int64_t vectors) {
+template <typename Vec, int K, int R, int S = 1, typename ColStep>
+void correlate_rows(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w,
+                    const typename Vec::Scalar* w, typename Vec::Scalar* out, int64_t out_stride,
+                    int64_t vectors) {
   constexpr int L = Vec::kLanes;
   constexpr int CV = Vec::kColBlock;
   int64_t v = 0;
   for (; v + CV <= vectors; v += CV) {
-    correlate_tile<Vec, K, R, CV>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+    correlate_tile<Vec, K, R, CV, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
   }
   if constexpr (CV > 2) {
     for (; v + 2 <= vectors; v += 2) {
-      correlate_tile<Vec, K, R, 2>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+      correlate_tile<Vec, K, R, 2, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
     }
   }
   for (; v < vectors; ++v) {
-    correlate_tile<Vec, K, R, 1>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+    correlate_tile<Vec, K, R, 1, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
   }
 }
 
@@ -142,18 +148,29 @@ void correlate_fast(const typename Vec::Scalar* in, int64_t in_stride, const typ
   }
 }
 
-// A strided forward: output row r reads input rows r * sh + i * dh, so
-// neighbouring output rows share no input row as they do at stride 1. Tiles
-// of one row by up to kColBlock vectors; in the column phases of the staged
-// input each tap's reads are contiguous.
+// A strided forward: output row r reads input rows r * sh + i * dh. At row
+// stride 2 without row dilation, tiles of kRowBlock output rows (each input
+// row feeds the rows that meet it through filter rows of one parity);
+// otherwise neighbouring output rows share no input row and the tiles are
+// one row high. In the column phases of the staged input each tap's reads
+// are contiguous.
 template <typename Vec, int K>
-void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* w, const ConvShape& s,
+void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride,
+                       const typename Vec::Scalar* w, const ConvShape& s,
                        typename Vec::Scalar* out, int64_t out_stride, int64_t vectors) {
+  constexpr int R = Vec::kRowBlock;
   ColumnPhases phases{};
   for (int j = 0; j < K; ++j) phases.start[j] = tap_column_start(s, in_stride, j);
-  for (int64_t r = 0; r < s.out_height; ++r) {
+  int64_t r = 0;
+  if (s.stride_h == 2 && s.dilation_h == 1) {
+    for (; r + R <= s.out_height; r += R) {
+      correlate_rows<Vec, K, R, 2>(in + r * 2 * in_stride, in_stride, phases, w,
+                                   out + r * out_stride, out_stride, vectors);
+    }
+  }
+  for (; r < s.out_height; ++r) {
     correlate_rows<Vec, K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, phases, w,
-                         out + r * out_stride, out_stride, vectors);
+                              out + r * out_stride, out_stride, vectors);
   }
 }
 
