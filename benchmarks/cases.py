@@ -9,7 +9,8 @@ import torch
 from mula_ops import IMPLEMENTATIONS
 from mula_ops._arguments import output_size
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
 REFERENCES = IMPLEMENTATIONS[1:]
 DIRECTIONS = ("forward", "backward", "forward+backward")
 
@@ -57,6 +58,7 @@ def mula_vgg(batch: int) -> ConvCase:
 CASES = {
     "quick": [mula_hourglass(1), mula_hourglass(4)],
     "full": [mula_hourglass(1), mula_hourglass(4), mula_hourglass(16), mula_vgg(4),
+             ConvCase("plane128", 4, 64, 64, 128, 128, 3, padding=1, groups=64),
              ConvCase("groups4", 4, 64, 128, 32, 32, 3, padding=1, groups=4),
              ConvCase("stride2", 4, 256, 256, 64, 64, 7, stride=2, padding=3, groups=256),
              ConvCase("dilation2", 4, 256, 256, 64, 64, 7, padding=6, dilation=2, groups=256)],
