@@ -174,22 +174,105 @@ void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride,
   }
 }
 
+// ---------------------------------------------------------------------------
+// Channel-blocked tiles, for convolutions that are not depthwise: OB output
+// planes at once, reduced over P staged planes (a group's input planes for
+// the forward, its grad_output planes for grad_input). Each input vector
+// loaded feeds OB planes, and the accumulators stay in registers through the
+// whole reduction: a per-sample implicit GEMM whose columns are read straight
+// from the staged planes. Every output element still sums in the order
+// (p, i, j), so the block size never changes its bits.
+
+// out_o[c] += sum_{p,i,j} w[o * w_stride + p * K * K + i * K + j] *
+//             in_p[i * tap_row + start[j] + c]
+// for one output row of OB planes by CV vectors.
+template <typename Vec, int K, int OB, int CV>
+inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane_stride,
+                                   int64_t planes, int64_t tap_row, const ColumnPhases& columns,
+                                   const typename Vec::Scalar* w, int64_t w_stride,
+                                   typename Vec::Scalar* out, int64_t out_plane_stride) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::kLanes;
+  V acc[OB][CV];
+#pragma GCC unroll 8
+  for (int o = 0; o < OB; ++o) {
+#pragma GCC unroll 2
+    for (int c = 0; c < CV; ++c) acc[o][c] = Vec::load(out + o * out_plane_stride + c * L);
+  }
+  for (int64_t p = 0; p < planes; ++p) {
+    const typename Vec::Scalar* plane = in + p * plane_stride;
+    const typename Vec::Scalar* wp = w + p * K * K;
+#pragma GCC unroll 8
+    for (int i = 0; i < K; ++i) {
+#pragma GCC unroll 8
+      for (int j = 0; j < K; ++j) {
+        V x[CV];
+#pragma GCC unroll 2
+        for (int c = 0; c < CV; ++c) {
+          x[c] = Vec::in_register(Vec::load(plane + i * tap_row + columns.start[j] + c * L));
+        }
+#pragma GCC unroll 8
+        for (int o = 0; o < OB; ++o) {
+          const V tap = Vec::broadcast(wp[o * w_stride + i * K + j]);
+#pragma GCC unroll 2
+          for (int c = 0; c < CV; ++c) acc[o][c] = Vec::fma(tap, x[c], acc[o][c]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int o = 0; o < OB; ++o) {
+#pragma GCC unroll 2
+    for (int c = 0; c < CV; ++c) Vec::store(out + o * out_plane_stride + c * L, acc[o][c]);
+  }
+}
+
+// OB planes, all rows: output row r reads input rows r * sh + i * dh.
+template <typename Vec, int K, int OB>
+void correlate_channel_block(const typename Vec::Scalar* in, int64_t in_stride,
+                             int64_t plane_stride, int64_t planes, const ConvShape& s,
+                             const ColumnPhases& columns, const typename Vec::Scalar* w,
+                             int64_t w_stride, typename Vec::Scalar* out, int64_t out_stride,
+                             int64_t out_plane_stride, int64_t rows, int64_t vectors) {
+  constexpr int L = Vec::kLanes;
+  const int64_t tap_row = s.dilation_h * in_stride;
+  for (int64_t r = 0; r < rows; ++r) {
+    const typename Vec::Scalar* row_in = in + r * s.stride_h * in_stride;
+    typename Vec::Scalar* row_out = out + r * out_stride;
+    int64_t v = 0;
+    for (; v + 2 <= vectors; v += 2) {
+      correlate_channel_tile<Vec, K, OB, 2>(row_in + v * L, plane_stride, planes, tap_row, columns,
+                                            w, w_stride, row_out + v * L, out_plane_stride);
+    }
+    if (v < vectors) {
+      correlate_channel_tile<Vec, K, OB, 1>(row_in + v * L, plane_stride, planes, tap_row, columns,
+                                            w, w_stride, row_out + v * L, out_plane_stride);
+    }
+  }
+}
+
 // grad_w[kh][kw] = sum_{r,c} go[r][c] * in[r + kh * dh][c + kw * dw] for the
 // KB filter rows kh0 .. kh0 + KB - 1, one row phase at a time (see above).
 // Walking the input rows, each loaded input vector meets the KB grad_output
 // rows that reach it; go needs (KB - 1) * dh zero rows above and below (the
 // staging margin).
-template <typename Vec, int K, int KB, typename ColStep>
-void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* go, int64_t go_stride,
-                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
-                      int kh0, typename Vec::Scalar* grad_w) {
+// PB input planes (plane_stride apart, their filters K * K apart in grad_w)
+// share each grad_output load.
+template <typename Vec, int K, int KB, int PB, typename ColStep>
+void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
+                      const typename Vec::Scalar* go, int64_t go_stride, int64_t rows,
+                      int64_t vectors, int64_t dilation_h, ColStep dilation_w, int kh0,
+                      typename Vec::Scalar* grad_w) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
-  V acc[KB][K];
+  V acc[PB][KB][K];
+#pragma GCC unroll 4
+  for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
-  for (int b = 0; b < KB; ++b) {
+    for (int b = 0; b < KB; ++b) {
 #pragma GCC unroll 8
-    for (int j = 0; j < K; ++j) acc[b][j] = Vec::zero();
+      for (int j = 0; j < K; ++j) acc[q][b][j] = Vec::zero();
+    }
   }
   const int64_t step_in = in_stride * dilation_h;
   const int64_t step_go = go_stride * dilation_h;
@@ -202,35 +285,68 @@ void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, const t
         V g[KB];
 #pragma GCC unroll 8
         for (int b = 0; b < KB; ++b) g[b] = Vec::load(go_row - b * step_go + v * L);
+#pragma GCC unroll 4
+        for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
-        for (int j = 0; j < K; ++j) {
-          const V x = Vec::in_register(Vec::load(in_row + v * L + j * dilation_w));
+          for (int j = 0; j < K; ++j) {
+            const V x = Vec::in_register(
+                Vec::load(in_row + q * plane_stride + v * L + j * dilation_w));
 #pragma GCC unroll 8
-          for (int b = 0; b < KB; ++b) acc[b][j] = Vec::fma(g[b], x, acc[b][j]);
+            for (int b = 0; b < KB; ++b) acc[q][b][j] = Vec::fma(g[b], x, acc[q][b][j]);
+          }
         }
       }
     }
   }
+#pragma GCC unroll 4
+  for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
-  for (int b = 0; b < KB; ++b) {
+    for (int b = 0; b < KB; ++b) {
 #pragma GCC unroll 8
-    for (int j = 0; j < K; ++j) grad_w[(kh0 + b) * K + j] = Vec::sum(acc[b][j]);
+      for (int j = 0; j < K; ++j) grad_w[q * K * K + (kh0 + b) * K + j] = Vec::sum(acc[q][b][j]);
+    }
   }
 }
 
-template <typename Vec, int K, typename ColStep>
-void weight_grad_fast(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* go, int64_t go_stride,
-                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
-                      typename Vec::Scalar* grad_w) {
+// The filters of `planes` input planes against one grad_output plane, PB
+// planes at a time (as many as Vec::kWeightAccumulators allows).
+template <typename Vec, int K, int PB, typename ColStep>
+void weight_grad_planes(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
+                        const typename Vec::Scalar* go, int64_t go_stride, int64_t rows,
+                        int64_t vectors, int64_t dilation_h, ColStep dilation_w,
+                        typename Vec::Scalar* grad_w) {
   constexpr int KB = Vec::kWeightRowBlock < K ? Vec::kWeightRowBlock : K;
   int kh0 = 0;
   for (; kh0 + KB <= K; kh0 += KB) {
-    weight_grad_rows<Vec, K, KB>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w,
-                            kh0, grad_w);
+    weight_grad_rows<Vec, K, KB, PB>(in, in_stride, plane_stride, go, go_stride, rows, vectors,
+                                     dilation_h, dilation_w, kh0, grad_w);
   }
   for (; kh0 < K; ++kh0) {
-    weight_grad_rows<Vec, K, 1>(in, in_stride, go, go_stride, rows, vectors, dilation_h, dilation_w, kh0,
-                           grad_w);
+    weight_grad_rows<Vec, K, 1, PB>(in, in_stride, plane_stride, go, go_stride, rows, vectors,
+                                    dilation_h, dilation_w, kh0, grad_w);
+  }
+}
+
+// Within a plane each tap sums in the order (phase, row, vector), then the
+// lanes: blocking planes never changes a bit.
+template <typename Vec, int K, typename ColStep>
+void weight_grad_fast(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
+                      int64_t planes, const typename Vec::Scalar* go, int64_t go_stride,
+                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
+                      typename Vec::Scalar* grad_w) {
+  constexpr int KB = Vec::kWeightRowBlock < K ? Vec::kWeightRowBlock : K;
+  constexpr int kFit = Vec::kWeightAccumulators / (KB * K);
+  constexpr int PB = kFit < 1 ? 1 : (kFit > 4 ? 4 : kFit);
+  int64_t p = 0;
+  if constexpr (PB > 1) {
+    for (; p + PB <= planes; p += PB) {
+      weight_grad_planes<Vec, K, PB>(in + p * plane_stride, in_stride, plane_stride, go, go_stride,
+                                     rows, vectors, dilation_h, dilation_w, grad_w + p * K * K);
+    }
+  }
+  for (; p < planes; ++p) {
+    weight_grad_planes<Vec, K, 1>(in + p * plane_stride, in_stride, plane_stride, go, go_stride,
+                                  rows, vectors, dilation_h, dilation_w, grad_w + p * K * K);
   }
 }
 

@@ -24,6 +24,10 @@ struct Avx2Blocking {
   static constexpr int kColBlock = 4;
   // Weight gradient: one filter row, 7 accumulators.
   static constexpr int kWeightRowBlock = 1;
+  // Channel-blocked tiles (not depthwise): 6 output planes x 2 vectors = 12
+  // accumulators; the weight gradient blocks input planes up to 12.
+  static constexpr int kChannelBlock = 6;
+  static constexpr int kWeightAccumulators = 12;
 };
 
 struct SimdF32 : Avx2Blocking {

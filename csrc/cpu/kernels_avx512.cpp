@@ -5,9 +5,10 @@
 #include "plane_kernels.h"
 
 // GCC 12's AVX-512 headers start their intrinsics from an "undefined"
-// register, which -Wmaybe-uninitialized reports wherever one is inlined.
+// register, which -W(maybe-)uninitialized reports wherever one is inlined.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
@@ -31,6 +32,10 @@ struct Avx512Blocking {
   static constexpr int kColBlock = 4;
   // Weight gradient: 3 filter rows x 7 taps = 21 accumulators.
   static constexpr int kWeightRowBlock = 3;
+  // Channel-blocked tiles (not depthwise): 8 output planes x 2 vectors = 16
+  // accumulators; the weight gradient blocks input planes up to 24.
+  static constexpr int kChannelBlock = 8;
+  static constexpr int kWeightAccumulators = 24;
 };
 
 struct SimdF32 : Avx512Blocking {
@@ -49,15 +54,15 @@ struct SimdF32 : Avx512Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  // Halving tree in a fixed order (GCC 12's _mm512_reduce_add_ps trips
+  // Halving tree in a fixed order, lane i + lane i + width for width 8, 4,
+  // 2, 1, in registers (GCC 12's _mm512_reduce_add_ps trips
   // -Wmaybe-uninitialized inside its own header).
   static float sum(V v) {
-    alignas(64) float lanes[kLanes];
-    _mm512_store_ps(lanes, v);
-    for (int width = kLanes / 2; width > 0; width /= 2) {
-      for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
-    }
-    return lanes[0];
+    const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 eights = _mm256_add_ps(_mm512_castps512_ps256(v), high);
+    const __m128 fours = _mm_add_ps(_mm256_castps256_ps128(eights), _mm256_extractf128_ps(eights, 1));
+    const __m128 pairs = _mm_add_ps(fours, _mm_movehl_ps(fours, fours));
+    return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
   }
   // Storage conversions, rounding as csrc/half_rounding.h does: F16C's
   // round-to-nearest-even for float16; for bfloat16 the same integer
@@ -101,12 +106,9 @@ struct SimdF64 : Avx512Blocking {
   }
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
   static double sum(V v) {
-    alignas(64) double lanes[kLanes];
-    _mm512_store_pd(lanes, v);
-    for (int width = kLanes / 2; width > 0; width /= 2) {
-      for (int i = 0; i < width; ++i) lanes[i] += lanes[i + width];
-    }
-    return lanes[0];
+    const __m256d fours = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    const __m128d pairs = _mm_add_pd(_mm256_castpd256_pd128(fours), _mm256_extractf128_pd(fours, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(pairs, _mm_unpackhi_pd(pairs, pairs)));
   }
   static V widen(const double* p) { return load(p); }
   static void narrow(double* p, V v) { store(p, v); }

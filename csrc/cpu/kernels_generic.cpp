@@ -21,6 +21,8 @@ struct ScalarSimd {
   static constexpr int kRowBlock = 4;
   static constexpr int kColBlock = 4;
   static constexpr int kWeightRowBlock = 1;
+  static constexpr int kChannelBlock = 4;
+  static constexpr int kWeightAccumulators = 12;
   static V load(const T* p) { return *p; }
   static void store(T* p, V v) { *p = v; }
   static V broadcast(T x) { return x; }

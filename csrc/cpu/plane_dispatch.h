@@ -58,20 +58,62 @@ void correlate(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& 
   correlate_general(in, in_stride, w, s, out, out_stride);
 }
 
+// Whether a convolution that is not depthwise takes the channel-blocked
+// tiles (correlate_channels) for its forward and grad_input.
+inline bool channel_blocked(const ConvShape& s) {
+  return !is_depthwise(s) && blocked_kernel_size(s) != 0;
+}
+
+// out_o += sum_p w_o,p (x) in_p for `channels` output planes (out_plane_stride
+// apart) over `planes` staged planes (plane_stride apart), the filters laid
+// out [o][p][tap]: channel-blocked tiles, the largest blocks first.
 template <typename Acc>
-void weight_grad(const Acc* in, int64_t in_stride, const Acc* go, int64_t go_stride,
-                 const ConvShape& s, int64_t cols, Acc* grad_w) {
+void correlate_channels(const Acc* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
+                        const Acc* w, const ConvShape& s, int64_t rows, int64_t cols,
+                        int64_t channels, Acc* out, int64_t out_stride, int64_t out_plane_stride) {
+  using Vec = SimdFor<Acc>;
+  const int64_t vectors = cols / Vec::kLanes;
+  with_kernel_size(blocked_kernel_size(s), [&](auto k) {
+    constexpr int K = decltype(k)::value;
+    ColumnPhases columns{};
+    for (int j = 0; j < K; ++j) columns.start[j] = tap_column_start(s, in_stride, j);
+    const int64_t w_stride = planes * K * K;
+    int64_t o = 0;
+    const auto blocks_of = [&](auto block) {
+      constexpr int OB = decltype(block)::value;
+      for (; o + OB <= channels; o += OB) {
+        correlate_channel_block<Vec, K, OB>(in, in_stride, plane_stride, planes, s, columns,
+                                            w + o * w_stride, w_stride, out + o * out_plane_stride,
+                                            out_stride, out_plane_stride, rows, vectors);
+      }
+    };
+    blocks_of(std::integral_constant<int, Vec::kChannelBlock>{});
+    blocks_of(std::integral_constant<int, 4>{});
+    blocks_of(std::integral_constant<int, 2>{});
+    blocks_of(std::integral_constant<int, 1>{});
+  });
+}
+
+// The filters of `planes` staged input planes (plane_stride apart) against
+// one grad_output plane, into grad_w laid out [p][tap].
+template <typename Acc>
+void weight_grad(const Acc* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
+                 const Acc* go, int64_t go_stride, const ConvShape& s, int64_t cols, Acc* grad_w) {
   using Vec = SimdFor<Acc>;
   const int64_t vectors = cols / Vec::kLanes;
   if (with_kernel_size(fast_kernel_size(s), [&](auto k) {
         with_column_step(s, [&](auto step) {
-          weight_grad_fast<Vec, decltype(k)::value>(in, in_stride, go, go_stride, s.out_height,
-                                                    vectors, s.dilation_h, step, grad_w);
+          weight_grad_fast<Vec, decltype(k)::value>(in, in_stride, plane_stride, planes, go,
+                                                    go_stride, s.out_height, vectors, s.dilation_h,
+                                                    step, grad_w);
         });
       })) {
     return;
   }
-  weight_grad_general(in, in_stride, go, go_stride, s, grad_w);
+  const int64_t taps = s.kernel_h * s.kernel_w;
+  for (int64_t p = 0; p < planes; ++p) {
+    weight_grad_general(in + p * plane_stride, in_stride, go, go_stride, s, grad_w + p * taps);
+  }
 }
 
 // Accumulates one grad_output plane's contribution to grad_input. go_buf is

@@ -58,17 +58,27 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* bias = static_cast<const T*>(a.bias);
   auto* output = static_cast<T*>(a.output);
 
-  StagedGroup<Acc> staged(in_per_group, g.in_rows * g.in_cols);
+  const bool blocked = channel_blocked(s);
+  // Consecutive items of one (sample, group) run together through the
+  // channel-blocked tiles, up to `block` at a time.
+  const int64_t block = blocked ? SimdFor<Acc>::kChannelBlock : 1;
+  const int64_t in_plane = g.in_rows * g.in_cols;
+  const int64_t acc_plane = s.out_height * g.out_cols;
+  StagedGroup<Acc> staged(in_per_group, in_plane);
   Scratch<Acc> row(g.in_cols);
-  Scratch<Acc> acc(s.out_height * g.out_cols);
-  Scratch<Acc> filters(in_per_group * taps);
-  for (int64_t item = begin; item < end; ++item) {
+  Scratch<Acc> acc(block * acc_plane);
+  Scratch<Acc> filters(block * in_per_group * taps);
+  for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
     const int64_t group = oc / out_per_group;
-    const Acc b = bias == nullptr ? Acc(0) : to_acc(bias[a.bias_per_sample ? item : oc]);
-    fill(acc.get(), s.out_height * g.out_cols, b);
-    load_filters(weight + item * in_per_group * taps, in_per_group, taps, false, filters.get());
+    count = min_of(min_of(block, end - item), out_per_group - oc % out_per_group);
+    for (int64_t o = 0; o < count; ++o) {
+      const int64_t b = a.bias_per_sample ? item + o : oc + o;
+      fill(acc.get() + o * acc_plane, acc_plane, bias == nullptr ? Acc(0) : to_acc(bias[b]));
+    }
+    load_filters(weight + item * in_per_group * taps, count * in_per_group, taps, false,
+                 filters.get());
     if (staged.needs_staging(n * s.groups + group)) {
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
         const T* plane =
@@ -76,12 +86,19 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
         stage_input_plane(plane, s, g, staged.plane(icg), row.get());
       }
     }
-    for (int64_t icg = 0; icg < in_per_group; ++icg) {
-      correlate(staged.plane(icg), g.in_cols, filters.get() + icg * taps, s, s.out_height,
-                g.out_cols, acc.get(), g.out_cols);
+    if (blocked) {
+      correlate_channels(staged.plane(0), g.in_cols, in_plane, in_per_group, filters.get(), s,
+                         s.out_height, g.out_cols, count, acc.get(), g.out_cols, acc_plane);
+    } else {
+      for (int64_t icg = 0; icg < in_per_group; ++icg) {
+        correlate(staged.plane(icg), g.in_cols, filters.get() + icg * taps, s, s.out_height,
+                  g.out_cols, acc.get(), g.out_cols);
+      }
     }
-    store_plane(acc.get(), g.out_cols, s.out_height, s.out_width,
-                output + item * s.out_height * s.out_width);
+    for (int64_t o = 0; o < count; ++o) {
+      store_plane(acc.get() + o * acc_plane, g.out_cols, s.out_height, s.out_width,
+                  output + (item + o) * s.out_height * s.out_width);
+    }
   }
 }
 
@@ -139,10 +156,8 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
           stage_input_plane(plane, b, g, staged_input.plane(icg), row.get());
         }
       }
-      for (int64_t icg = 0; icg < in_per_group; ++icg) {
-        weight_grad(staged_input.plane(icg), g.in_cols, go, g.go_cols, b, g.out_cols,
-                    grad_w.get() + icg * taps);
-      }
+      weight_grad(staged_input.plane(0), g.in_cols, g.in_rows * g.in_cols, in_per_group, go,
+                  g.go_cols, b, g.out_cols, grad_w.get());
       store_plane(grad_w.get(), taps, in_per_group, taps,
                   static_cast<T*>(a.grad_weight) + item * in_per_group * taps);
     }
@@ -168,30 +183,53 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   const auto* grad_output = static_cast<const T*>(a.grad_output);
   const auto* weight = static_cast<const T*>(a.weight);
   const bool flipped = fast_kernel_size(b) != 0;
+  // As in the forward: runs of consecutive items of one (sample, group)
+  // through the channel-blocked tiles, the flipped filters laid out
+  // [ic][ocg][tap].
+  const bool blocked = channel_blocked(s);
+  const int64_t block = blocked ? SimdFor<Acc>::kChannelBlock : 1;
+  const int64_t go_plane = g.go_rows * g.go_cols;
+  const int64_t grad_in_plane = s.in_height * g.grad_in_cols;
 
-  StagedGroup<Acc> staged_grad_output(out_per_group, g.go_rows * g.go_cols);
-  Scratch<Acc> grad_in(s.in_height * g.grad_in_cols);
-  Scratch<Acc> filter(taps);
-  for (int64_t item = begin; item < end; ++item) {
+  StagedGroup<Acc> staged_grad_output(out_per_group, go_plane);
+  Scratch<Acc> grad_in(block * grad_in_plane);
+  Scratch<Acc> filters(block * out_per_group * taps);
+  for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.in_channels;
     const int64_t ic = item % s.in_channels;
     const int64_t group = ic / in_per_group;
     const int64_t first_oc = group * out_per_group;
     const int64_t icg = ic % in_per_group;
-    fill(grad_in.get(), s.in_height * g.grad_in_cols, Acc(0));
+    count = min_of(min_of(block, end - item), in_per_group - icg);
+    fill(grad_in.get(), count * grad_in_plane, Acc(0));
     if (staged_grad_output.needs_staging(n * s.groups + group)) {
       for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
         stage_grad_output(grad_output, n * s.out_channels + first_oc + ocg, s, g,
                           staged_grad_output.plane(ocg));
       }
     }
-    for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
-      const int64_t out_item = n * s.out_channels + first_oc + ocg;
-      load_filters(weight + (out_item * in_per_group + icg) * taps, 1, taps, flipped, filter.get());
-      input_grad(staged_grad_output.plane(ocg), g, filter.get(), b, grad_in.get(), g.grad_in_cols);
+    for (int64_t o = 0; o < count; ++o) {
+      for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
+        const int64_t out_item = n * s.out_channels + first_oc + ocg;
+        load_filters(weight + (out_item * in_per_group + icg + o) * taps, 1, taps, flipped,
+                     filters.get() + (o * out_per_group + ocg) * taps);
+      }
     }
-    store_plane(grad_in.get(), g.grad_in_cols, s.in_height, s.in_width,
-                static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width);
+    if (blocked) {
+      // The flipped correlation over the margin, as input_grad's fast path.
+      correlate_channels(staged_grad_output.plane(0) + b.pad_h * g.go_cols + b.pad_w, g.go_cols,
+                         go_plane, out_per_group, filters.get(), b, s.in_height, g.grad_in_cols,
+                         count, grad_in.get(), g.grad_in_cols, grad_in_plane);
+    } else {
+      for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
+        input_grad(staged_grad_output.plane(ocg), g, filters.get() + ocg * taps, b, grad_in.get(),
+                   g.grad_in_cols);
+      }
+    }
+    for (int64_t o = 0; o < count; ++o) {
+      store_plane(grad_in.get() + o * grad_in_plane, g.grad_in_cols, s.in_height, s.in_width,
+                  static_cast<T*>(a.grad_input) + (item + o) * s.in_height * s.in_width);
+    }
   }
 }
 

@@ -74,6 +74,7 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
 }
 
 inline int64_t max_of(int64_t a, int64_t b) { return a > b ? a : b; }
+inline int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t clamp_to(int64_t value, int64_t low, int64_t high) {
   return value < low ? low : (value > high ? high : value);
 }
