@@ -46,6 +46,16 @@ struct SimdF32 : Avx2Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  // The even and odd entries of p[0 .. 2 * kLanes): shuffled within the
+  // 128-bit halves, then the 64-bit pairs put in order.
+  static void deinterleave(const float* p, V& even, V& odd) {
+    const V a = load(p), b = load(p + kLanes);
+    even = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+    odd = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  static V pairs_in_order(V v) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
   static float sum(V v) {
     const __m128 halves = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     const __m128 pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
@@ -95,6 +105,11 @@ struct SimdF64 : Avx2Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static void deinterleave(const double* p, V& even, V& odd) {
+    const V a = load(p), b = load(p + kLanes);
+    even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+    odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+  }
   static double sum(V v) {
     const __m128d halves = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(halves, _mm_unpackhi_pd(halves, halves)));

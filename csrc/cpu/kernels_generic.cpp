@@ -30,6 +30,10 @@ struct ScalarSimd {
   static V fma(V a, V b, V c) { return a * b + c; }
   static V in_register(V v) { return v; }
   static V add(V a, V b) { return a + b; }
+  static void deinterleave(const T* p, V& even, V& odd) {
+    even = p[0];
+    odd = p[1];
+  }
   static T sum(V v) { return v; }
   template <typename S>
   static V widen(const S* p) { return to_acc(*p); }

@@ -194,6 +194,32 @@ void stage_spread_plane(const T* src, const ConvShape& s, int64_t top, int64_t l
   }
 }
 
+// dst[phase * phase_cols + m] = row[phase + m * stride]: a staged row split
+// into its column phases; the common stride 2 with vector shuffles.
+template <typename Acc>
+void split_phases(const Acc* row, int64_t stride, int64_t phase_cols, Acc* dst) {
+  if (stride == 2) {
+    using Vec = SimdFor<Acc>;
+    Acc* odd = dst + phase_cols;
+    int64_t m = 0;
+    for (; m + Vec::kLanes <= phase_cols; m += Vec::kLanes) {
+      typename Vec::V even_part, odd_part;
+      Vec::deinterleave(row + 2 * m, even_part, odd_part);
+      Vec::store(dst + m, even_part);
+      Vec::store(odd + m, odd_part);
+    }
+    for (; m < phase_cols; ++m) {
+      dst[m] = row[2 * m];
+      odd[m] = row[2 * m + 1];
+    }
+    return;
+  }
+  for (int64_t phase = 0; phase < stride; ++phase) {
+    Acc* run = dst + phase * phase_cols;
+    for (int64_t m = 0; m < phase_cols; ++m) run[m] = row[phase + m * stride];
+  }
+}
+
 // The input plane with its padding halo, as the kernels read it. With a
 // column stride sw > 1 each staged row holds its columns split into sw
 // phases, column x at (x % sw) * (in_cols / sw) + x / sw, so that a tap's
@@ -216,10 +242,7 @@ void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc*
       continue;
     }
     widen_row(src + src_row * s.in_width, row + s.pad_w, s.in_width);
-    for (int64_t phase = 0; phase < s.stride_w; ++phase) {
-      Acc* run = dst + phase * phase_cols;
-      for (int64_t m = 0; m < phase_cols; ++m) run[m] = row[phase + m * s.stride_w];
-    }
+    split_phases(row, s.stride_w, phase_cols, dst);
   }
 }
 
