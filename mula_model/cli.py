@@ -33,10 +33,10 @@ from .config_flags import HELP, add_config_options, config_from_args  # noqa: E4
 #   small rare classes a few minutes of training cannot learn.
 # - RMSprop lr 0.001 (spec: 0.0015) for 6 epochs of 1024 images, the spec's
 #   step schedule scaled to them (x0.25 in epoch 5, x0.1 in epoch 6).
-# - 1 torch thread: on this 2-core machine one thread trained at 14.7 img/s
-#   (with a second such run on the other core), two threads at 11.8 img/s.
+# - the torch thread count measured fastest on this machine before training
+#   (thread_count.py): on a shared 2-core machine one thread can beat two.
 DEMO_MODEL = dict(stages=2, features=64, hourglass_depth=3, input_size=128)
-DEMO_TRAIN = dict(epochs=6, batch_size=8, lr=0.001, eval_every=2, threads=1)
+DEMO_TRAIN = dict(epochs=6, batch_size=8, lr=0.001, eval_every=2, threads=-1)
 DEMO_DATA = dict(synthetic_train=1024, synthetic_val=128, scale_range=(0.65, 1.0), heatmap_sigma=7.0,
                  synthetic_accessories=0.0)
 

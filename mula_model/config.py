@@ -66,13 +66,16 @@ class TrainConfig:
     eval_batch_size: int = 16
     amp: bool = False
     workers: int = 0
-    threads: int = 0                     # torch intra-op threads; 0 keeps torch's default
+    threads: int = 0                     # torch intra-op threads; 0 keeps torch's default, -1 measures the fastest
 
     def __post_init__(self):
         self.lr_milestones, self.lr_factors = tuple(self.lr_milestones), tuple(self.lr_factors)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"TrainConfig: expected epochs >= 1 and batch_size >= 1, "
                              f"got {self.epochs} and {self.batch_size}")
+        if self.threads < -1:
+            raise ValueError(f"TrainConfig: expected threads >= -1 (0: torch's default, -1: measured), "
+                             f"got {self.threads}")
         if len(self.lr_milestones) != len(self.lr_factors):
             raise ValueError("TrainConfig: expected as many lr_factors as lr_milestones")
 

@@ -19,7 +19,7 @@ HELP = {
     "lr_factors": "the multiples of lr from each milestone on",
     "amp": "mixed precision (bfloat16 on CPU, float16 on GPU)",
     "workers": "data loading processes",
-    "threads": "torch threads per process (0: torch's default)",
+    "threads": "torch threads per process (0: torch's default; -1: the fastest, measured on the CPU before training)",
     "root": "LIP-format data folder (default: the built-in synthetic people)",
     "scale_range": "training scale augmentation factor range (spec: 0.8 1.5)",
     "heatmap_sigma": "pose target Gaussian sigma in input pixels (default: 7 at 256, scaled with the input)",

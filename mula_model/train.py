@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, thread_count
 from .amp import autocast
 from .config import DataConfig, ModelConfig, TrainConfig
 from .data import EvalTransform, LIPDataset, SyntheticPeople, TrainTransform, atomic_write, make_loader
@@ -79,12 +79,20 @@ def _train(model_config, train_config, data_config, out_dir, resume, context, sh
     if train_config.batch_size % context.world_size:
         raise ValueError(f"train: expected the global batch_size ({train_config.batch_size}) to be divisible "
                          f"by the number of processes ({context.world_size})")
-    if train_config.threads:
+    if train_config.threads > 0:
         torch.set_num_threads(train_config.threads)
     torch.manual_seed(train_config.seed)
     train_set, val_set = build_datasets(data_config, model_config.input_size, train_config.seed)
 
     model = build_model(model_config).to(context.device)
+    if train_config.threads == thread_count.MEASURED and context.device.type == "cpu":
+        local = train_config.batch_size // context.world_size
+        with torch.random.fork_rng(devices=[]):
+            batch = torch.utils.data.default_collate([train_set[i] for i in range(local)])
+        threads, rates = thread_count.fastest_thread_count(model, batch, train_config.parsing_weight)
+        if context.is_main:
+            measured = ", ".join(f"{n}: {rate:.1f} img/s" for n, rate in rates.items())
+            print(f"torch threads measured ({measured}); training with {threads}")
     if context.distributed:
         model = distributed.synchronise_batch_norm(model, context.device)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=train_config.lr)

@@ -1,5 +1,7 @@
 """Training: exact resume after an interruption, the epoch log, best-model
-checkpoints, and clear errors for bad data or a mismatched checkpoint."""
+checkpoints, the measured thread count, and clear errors for bad data or a
+mismatched checkpoint."""
+import dataclasses
 import json
 
 import pytest
@@ -9,6 +11,7 @@ import mula_model.train as training
 from mula_model.cli import main
 from mula_model.config import DataConfig, ModelConfig, TrainConfig
 from mula_model.data import SyntheticPeople, write_lip_dataset
+from mula_model.thread_count import MEASURED, candidate_counts
 
 TINY_MODEL = ModelConfig(stages=2, features=16, hourglass_depth=2, input_size=64)
 TINY_TRAIN = TrainConfig(epochs=2, batch_size=4, eval_every=2, eval_batch_size=8, threads=1)
@@ -65,6 +68,32 @@ def test_checkpoints_and_log_of_a_run(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files behind
     with pytest.raises(FileExistsError, match="--resume"):
         training.train(TINY_MODEL, TINY_TRAIN, TINY_DATA, tmp_path, show_progress=False)
+
+
+def test_measured_thread_count_leaves_the_training_unchanged(tmp_path, capsys):
+    """Measuring the thread count trains a copy: the run then matches one with
+    that count set from the start, loss for loss."""
+    threads = torch.get_num_threads()
+    try:
+        training.train(TINY_MODEL, dataclasses.replace(TINY_TRAIN, threads=MEASURED), TINY_DATA,
+                       tmp_path / "measured", show_progress=False)
+        chosen = torch.get_num_threads()
+        assert f"training with {chosen}" in capsys.readouterr().out
+        training.train(TINY_MODEL, dataclasses.replace(TINY_TRAIN, threads=chosen), TINY_DATA,
+                       tmp_path / "fixed", show_progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    untimed = [[{key: value for key, value in entry.items() if key not in ("seconds", "images_per_second")}
+                for entry in read_log(tmp_path / run)] for run in ("measured", "fixed")]
+    assert untimed[0] == untimed[1] and "miou" in untimed[0][-1]
+
+
+def test_thread_count_candidates():
+    assert candidate_counts(1) == [1]
+    assert candidate_counts(2) == [1, 2]
+    assert candidate_counts(6) == [1, 2, 4, 6]
+    with pytest.raises(ValueError, match="threads"):
+        TrainConfig(threads=-2)
 
 
 def test_learning_rate_schedule_follows_the_code():
