@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks import gpu_roofline, memory, run_suites
+from benchmarks import against_grouped, gpu_roofline, memory, run_suites
 from benchmarks.cases import ConvCase, flops, make_inputs, minimal_bytes, mula_hourglass, tensor_bytes, unfold_bytes
 from benchmarks.render import render_report
 from benchmarks.results import load_latency
@@ -166,6 +166,23 @@ def test_report_figures_match_hand_computation(tmp_path):
     assert "| cpu | 128 MiB | 40 | 30 | 0 |" in text
     assert "- unfold N=16: too big" in text
     assert text.startswith("Measured by `python -m benchmarks.report --quick` on ")
+
+
+def test_against_grouped_table_matches_hand_computation(tmp_path):
+    fake_results(tmp_path)
+    data = json.loads((tmp_path / "latency.json").read_text())
+    # forward+backward: mula_ops 0.5 s against grouped 0.4 s, slower.
+    for impl, seconds in (("mula_ops", 0.5), ("grouped", 0.4)):
+        entry = json.loads(json.dumps(data["benchmarks"][0]))
+        entry["extra_info"].update(impl=impl, direction="forward+backward")
+        entry["stats"].update(median=seconds, min=seconds / 2)
+        data["benchmarks"].append(entry)
+    (tmp_path / "latency.json").write_text(json.dumps(data))
+    text = against_grouped.markdown(load_latency(tmp_path / "latency.json"))
+    # medians: 0.3 / 0.1 = 3x and 0.4 / 0.5 = 0.8x; 1e9 FLOP in 0.1 s of 100 GFLOP/s = 10%.
+    assert ("| hourglass N=4 | float32 **(slower)** | 100.00 / 300.00 ms, 3.00x | "
+            "500.00 / 400.00 ms, 0.80x | 10% |") in text
+    assert "float32 matrix product 100 GFLOP/s, copy 2.0 GB/s" in text
 
 
 def test_report_writes_png_plots(tmp_path):
