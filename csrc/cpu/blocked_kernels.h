@@ -278,23 +278,30 @@ void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, int64_t
   const int64_t step_go = go_stride * dilation_h;
   for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
     const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
-    for (int64_t ih = kh0; ih < kh0 + KB - 1 + phase_rows; ++ih) {
-      const typename Vec::Scalar* in_row = in + phase * in_stride + ih * step_in;
-      const typename Vec::Scalar* go_row = go + phase * go_stride + (ih - kh0) * step_go;
-      for (int64_t v = 0; v < vectors; ++v) {
-        V g[KB];
+    // Down one column of vectors at a time: the KB grad_output rows that
+    // meet input row ih are a window that moves down one row per step, so
+    // each step loads one new grad_output vector.
+    const int64_t end = kh0 + KB - 1 + phase_rows;
+    for (int64_t v = 0; v < vectors; ++v) {
+      const typename Vec::Scalar* in_col = in + phase * in_stride + v * L;
+      const typename Vec::Scalar* go_col = go + phase * go_stride + v * L;
+      V g[KB];  // g[b]: grad_output row ih - kh0 - b
 #pragma GCC unroll 8
-        for (int b = 0; b < KB; ++b) g[b] = Vec::load(go_row - b * step_go + v * L);
+      for (int b = 0; b < KB; ++b) g[b] = Vec::load(go_col - b * step_go);
+      for (int64_t ih = kh0; ih < end; ++ih) {
+        const typename Vec::Scalar* in_row = in_col + ih * step_in;
 #pragma GCC unroll 4
         for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
           for (int j = 0; j < K; ++j) {
-            const V x = Vec::in_register(
-                Vec::load(in_row + q * plane_stride + v * L + j * dilation_w));
+            const V x = Vec::in_register(Vec::load(in_row + q * plane_stride + j * dilation_w));
 #pragma GCC unroll 8
             for (int b = 0; b < KB; ++b) acc[q][b][j] = Vec::fma(g[b], x, acc[q][b][j]);
           }
         }
+#pragma GCC unroll 8
+        for (int b = KB - 1; b > 0; --b) g[b] = g[b - 1];
+        g[0] = Vec::load(go_col + (ih + 1 - kh0) * step_go);  // the margin's rows at the end
       }
     }
   }
