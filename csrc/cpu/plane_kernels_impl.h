@@ -21,12 +21,16 @@
 //   against the staged input plane) and grad_input (the forward correlation
 //   with the flipped filter over the margin: a gather, no scatter).
 // Fast paths: a square 1x1, 3x3, 5x5 or 7x7 filter (any stride and
-// dilation) in every dtype, with register-blocked tiles. Everything else
-// takes the general loops, which handle any size, stride, dilation and
+// dilation) in every dtype, with register-blocked tiles; when the
+// convolution is not depthwise, consecutive planes of one (sample, group)
+// run together through channel-blocked tiles (forward and grad_input), which
+// load each staged input vector once for several output planes. Everything
+// else takes the general loops, which handle any size, stride, dilation and
 // padding.
 //
-// Within a plane every sum runs in a fixed order, and planes never share an
-// output element, so results do not depend on the thread count.
+// Within a plane every sum runs in a fixed order, whichever tile or block
+// computes it, and planes never share an output element, so results do not
+// depend on the thread count or on where a thread's chunk of planes begins.
 #pragma once
 
 // GCC's predictive commoning (-O3) carries the broadcast taps of one input
