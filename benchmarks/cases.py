@@ -60,6 +60,8 @@ CASES = {
     "full": [mula_hourglass(1), mula_hourglass(4), mula_hourglass(16), mula_vgg(4),
              ConvCase("plane128", 4, 64, 64, 128, 128, 3, padding=1, groups=64),
              ConvCase("groups4", 4, 64, 128, 32, 32, 3, padding=1, groups=4),
+             ConvCase("dense", 4, 64, 64, 32, 32, 3, padding=1, groups=1),
+             ConvCase("pointwise", 4, 128, 128, 32, 32, 1, groups=1),
              ConvCase("stride2", 4, 256, 256, 64, 64, 7, stride=2, padding=3, groups=256),
              ConvCase("dilation2", 4, 256, 256, 64, 64, 7, padding=6, dilation=2, groups=256)],
 }

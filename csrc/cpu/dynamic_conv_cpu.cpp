@@ -23,12 +23,16 @@ namespace {
 // shared counter rather than one fixed share each, so a core slowed by other
 // processes does not hold up the rest; which thread computes a plane never
 // changes its bits. A chunk is at least one plane (a few microseconds of
-// work) and the kernel allocates its scratch planes once per chunk.
+// work) and the kernel allocates its scratch planes once per chunk. The
+// items of one (sample, group) share staged planes, which a chunk stages
+// once: chunks grow towards a whole group (`group_items`) while there are
+// still two chunks per thread.
 template <typename Args>
 void for_each_plane(void (*kernel)(const Args&, int64_t, int64_t), const Args& args,
-                    int64_t items) {
+                    int64_t items, int64_t group_items = 1) {
   const int64_t threads = at::get_num_threads();
-  const int64_t chunk = std::max<int64_t>(1, items / (threads * 8));
+  const int64_t chunk = std::max<int64_t>(
+      {1, items / (threads * 8), std::min(group_items, items / (threads * 2))});
   std::atomic<int64_t> next{0};
   at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
     for (int64_t begin = next.fetch_add(chunk); begin < items; begin = next.fetch_add(chunk)) {
@@ -41,8 +45,9 @@ void for_each_plane(void (*kernel)(const Args&, int64_t, int64_t), const Args& a
 std::size_t prepare_cpu(const ConvShape&, DType) { return 0; }
 
 void forward_cpu(const ForwardArgs& args, void*) {
-  for_each_plane(cpu::select_plane_kernels().forward, args,
-                 args.shape.batch * args.shape.out_channels);
+  const ConvShape& s = args.shape;
+  for_each_plane(cpu::select_plane_kernels().forward, args, s.batch * s.out_channels,
+                 s.out_channels / s.groups);
 }
 
 void backward_cpu(const BackwardArgs& args, void*, void*) {
@@ -54,10 +59,12 @@ void backward_cpu(const BackwardArgs& args, void*, void*) {
   const bool fused_input = is_depthwise(s);
   if (args.grad_weight != nullptr || args.grad_bias != nullptr ||
       (fused_input && args.grad_input != nullptr)) {
-    for_each_plane(kernels.backward_output_planes, args, s.batch * s.out_channels);
+    for_each_plane(kernels.backward_output_planes, args, s.batch * s.out_channels,
+                   s.out_channels / s.groups);
   }
   if (!fused_input && args.grad_input != nullptr) {
-    for_each_plane(kernels.backward_input_planes, args, s.batch * s.in_channels);
+    for_each_plane(kernels.backward_input_planes, args, s.batch * s.in_channels,
+                   s.in_channels / s.groups);
   }
 }
 
