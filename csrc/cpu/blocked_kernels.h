@@ -299,9 +299,10 @@ void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, int64_t
             for (int b = 0; b < KB; ++b) acc[q][b][j] = Vec::fma(g[b], x, acc[q][b][j]);
           }
         }
+        if (ih + 1 == end) break;  // the next row may lie past the staged margin
 #pragma GCC unroll 8
         for (int b = KB - 1; b > 0; --b) g[b] = g[b - 1];
-        g[0] = Vec::load(go_col + (ih + 1 - kh0) * step_go);  // the margin's rows at the end
+        g[0] = Vec::load(go_col + (ih + 1 - kh0) * step_go);
       }
     }
   }
