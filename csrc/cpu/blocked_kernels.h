@@ -256,22 +256,28 @@ void correlate_channel_block(const typename Vec::Scalar* in, int64_t in_stride,
 // Walking the input rows, each loaded input vector meets the KB grad_output
 // rows that reach it; go needs (KB - 1) * dh zero rows above and below (the
 // staging margin).
-// PB input planes (plane_stride apart, their filters K * K apart in grad_w)
-// share each grad_output load.
-template <typename Vec, int K, int KB, int PB, typename ColStep>
+// OB grad_output planes (go_plane_stride apart) by PB input planes
+// (plane_stride apart) at once, the filter of (o, q) at
+// grad_w[o * w_out_stride + q * K * K]: each grad_output load feeds PB input
+// planes and each input load OB grad_output planes (for a 1x1 filter the
+// tile is a GEMM micro-kernel over the plane's pixels).
+template <typename Vec, int K, int KB, int OB, int PB, typename ColStep>
 void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
-                      const typename Vec::Scalar* go, int64_t go_stride, int64_t rows,
-                      int64_t vectors, int64_t dilation_h, ColStep dilation_w, int kh0,
-                      typename Vec::Scalar* grad_w) {
+                      const typename Vec::Scalar* go, int64_t go_stride, int64_t go_plane_stride,
+                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
+                      int kh0, typename Vec::Scalar* grad_w, int64_t w_out_stride) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
-  V acc[PB][KB][K];
+  V acc[OB][PB][KB][K];
 #pragma GCC unroll 4
-  for (int q = 0; q < PB; ++q) {
+  for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 8
-    for (int b = 0; b < KB; ++b) {
+    for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
-      for (int j = 0; j < K; ++j) acc[q][b][j] = Vec::zero();
+      for (int b = 0; b < KB; ++b) {
+#pragma GCC unroll 8
+        for (int j = 0; j < K; ++j) acc[o][q][b][j] = Vec::zero();
+      }
     }
   }
   const int64_t step_in = in_stride * dilation_h;
@@ -280,82 +286,121 @@ void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, int64_t
     const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
     // Down one column of vectors at a time: the KB grad_output rows that
     // meet input row ih are a window that moves down one row per step, so
-    // each step loads one new grad_output vector.
+    // each step loads one new grad_output vector per grad_output plane.
     const int64_t end = kh0 + KB - 1 + phase_rows;
     for (int64_t v = 0; v < vectors; ++v) {
       const typename Vec::Scalar* in_col = in + phase * in_stride + v * L;
       const typename Vec::Scalar* go_col = go + phase * go_stride + v * L;
-      V g[KB];  // g[b]: grad_output row ih - kh0 - b
+      V g[OB][KB];  // g[o][b]: grad_output row ih - kh0 - b of plane o
+#pragma GCC unroll 4
+      for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 8
-      for (int b = 0; b < KB; ++b) g[b] = Vec::load(go_col - b * step_go);
+        for (int b = 0; b < KB; ++b) g[o][b] = Vec::load(go_col + o * go_plane_stride - b * step_go);
+      }
       for (int64_t ih = kh0; ih < end; ++ih) {
         const typename Vec::Scalar* in_row = in_col + ih * step_in;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
           for (int j = 0; j < K; ++j) {
             const V x = Vec::in_register(Vec::load(in_row + q * plane_stride + j * dilation_w));
+#pragma GCC unroll 4
+            for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 8
-            for (int b = 0; b < KB; ++b) acc[q][b][j] = Vec::fma(g[b], x, acc[q][b][j]);
+              for (int b = 0; b < KB; ++b) acc[o][q][b][j] = Vec::fma(g[o][b], x, acc[o][q][b][j]);
+            }
           }
         }
         if (ih + 1 == end) break;  // the next row may lie past the staged margin
+#pragma GCC unroll 4
+        for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 8
-        for (int b = KB - 1; b > 0; --b) g[b] = g[b - 1];
-        g[0] = Vec::load(go_col + (ih + 1 - kh0) * step_go);
+          for (int b = KB - 1; b > 0; --b) g[o][b] = g[o][b - 1];
+          g[o][0] = Vec::load(go_col + o * go_plane_stride + (ih + 1 - kh0) * step_go);
+        }
       }
     }
   }
 #pragma GCC unroll 4
-  for (int q = 0; q < PB; ++q) {
+  for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 8
-    for (int b = 0; b < KB; ++b) {
+    for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
-      for (int j = 0; j < K; ++j) grad_w[q * K * K + (kh0 + b) * K + j] = Vec::sum(acc[q][b][j]);
+      for (int b = 0; b < KB; ++b) {
+#pragma GCC unroll 8
+        for (int j = 0; j < K; ++j) {
+          grad_w[o * w_out_stride + q * K * K + (kh0 + b) * K + j] = Vec::sum(acc[o][q][b][j]);
+        }
+      }
     }
   }
 }
 
-// The filters of `planes` input planes against one grad_output plane, PB
-// planes at a time (as many as Vec::kWeightAccumulators allows).
-template <typename Vec, int K, int PB, typename ColStep>
-void weight_grad_planes(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
-                        const typename Vec::Scalar* go, int64_t go_stride, int64_t rows,
-                        int64_t vectors, int64_t dilation_h, ColStep dilation_w,
-                        typename Vec::Scalar* grad_w) {
-  constexpr int KB = Vec::kWeightRowBlock < K ? Vec::kWeightRowBlock : K;
+// Register blocking of the weight gradient: KB filter rows per pass, and
+// OB grad_output planes (at most Vec::kWeightChannelBlock) by
+// planes_for(OB) input planes, as many as Vec::kWeightAccumulators allows.
+template <typename Vec, int K>
+struct WeightGradBlocking {
+  static constexpr int KB = Vec::kWeightRowBlock < K ? Vec::kWeightRowBlock : K;
+  static constexpr int kFit = Vec::kWeightAccumulators / (KB * K);
+  static constexpr int OB = kFit < 1 ? 1 : (kFit < Vec::kWeightChannelBlock ? kFit : Vec::kWeightChannelBlock);
+  static constexpr int planes_for(int ob) {
+    return kFit / ob < 1 ? 1 : (kFit / ob > 6 ? 6 : kFit / ob);
+  }
+};
+
+// The filters of OB grad_output planes by PB input planes, all filter rows.
+template <typename Vec, int K, int OB, int PB, typename ColStep>
+void weight_grad_tile(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
+                      const typename Vec::Scalar* go, int64_t go_stride, int64_t go_plane_stride,
+                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
+                      typename Vec::Scalar* grad_w, int64_t w_out_stride) {
+  constexpr int KB = WeightGradBlocking<Vec, K>::KB;
   int kh0 = 0;
   for (; kh0 + KB <= K; kh0 += KB) {
-    weight_grad_rows<Vec, K, KB, PB>(in, in_stride, plane_stride, go, go_stride, rows, vectors,
-                                     dilation_h, dilation_w, kh0, grad_w);
+    weight_grad_rows<Vec, K, KB, OB, PB>(in, in_stride, plane_stride, go, go_stride,
+                                         go_plane_stride, rows, vectors, dilation_h, dilation_w,
+                                         kh0, grad_w, w_out_stride);
   }
   for (; kh0 < K; ++kh0) {
-    weight_grad_rows<Vec, K, 1, PB>(in, in_stride, plane_stride, go, go_stride, rows, vectors,
-                                    dilation_h, dilation_w, kh0, grad_w);
+    weight_grad_rows<Vec, K, 1, OB, PB>(in, in_stride, plane_stride, go, go_stride,
+                                        go_plane_stride, rows, vectors, dilation_h, dilation_w,
+                                        kh0, grad_w, w_out_stride);
   }
 }
 
-// Within a plane each tap sums in the order (phase, row, vector), then the
-// lanes: blocking planes never changes a bit.
+// The filters of `outs` grad_output planes against `planes` input planes,
+// grad_w laid out [o][p][tap]. Input planes outside, grad_output planes
+// inside: a block of input planes stays in L1 while the grad_output planes
+// stream past it. Within a plane each tap sums in the order (phase, row,
+// vector), then the lanes: the blocking never changes a bit.
 template <typename Vec, int K, typename ColStep>
 void weight_grad_fast(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
                       int64_t planes, const typename Vec::Scalar* go, int64_t go_stride,
-                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
-                      typename Vec::Scalar* grad_w) {
-  constexpr int KB = Vec::kWeightRowBlock < K ? Vec::kWeightRowBlock : K;
-  constexpr int kFit = Vec::kWeightAccumulators / (KB * K);
-  constexpr int PB = kFit < 1 ? 1 : (kFit > 4 ? 4 : kFit);
+                      int64_t go_plane_stride, int64_t outs, int64_t rows, int64_t vectors,
+                      int64_t dilation_h, ColStep dilation_w, typename Vec::Scalar* grad_w) {
+  constexpr int OB = WeightGradBlocking<Vec, K>::OB;
+  constexpr int PB = WeightGradBlocking<Vec, K>::planes_for(OB);
+  const int64_t w_out_stride = planes * K * K;
+  const auto against_outs = [&](auto pb, int64_t p) {
+    constexpr int P = decltype(pb)::value;
+    int64_t o = 0;
+    const auto tile = [&](auto ob) {
+      weight_grad_tile<Vec, K, decltype(ob)::value, P>(
+          in + p * plane_stride, in_stride, plane_stride, go + o * go_plane_stride, go_stride,
+          go_plane_stride, rows, vectors, dilation_h, dilation_w,
+          grad_w + o * w_out_stride + p * K * K, w_out_stride);
+    };
+    if constexpr (OB > 1) {
+      for (; o + OB <= outs; o += OB) tile(std::integral_constant<int, OB>{});
+    }
+    for (; o < outs; ++o) tile(std::integral_constant<int, 1>{});
+  };
   int64_t p = 0;
   if constexpr (PB > 1) {
-    for (; p + PB <= planes; p += PB) {
-      weight_grad_planes<Vec, K, PB>(in + p * plane_stride, in_stride, plane_stride, go, go_stride,
-                                     rows, vectors, dilation_h, dilation_w, grad_w + p * K * K);
-    }
+    for (; p + PB <= planes; p += PB) against_outs(std::integral_constant<int, PB>{}, p);
   }
-  for (; p < planes; ++p) {
-    weight_grad_planes<Vec, K, 1>(in + p * plane_stride, in_stride, plane_stride, go, go_stride,
-                                  rows, vectors, dilation_h, dilation_w, grad_w + p * K * K);
-  }
+  for (; p < planes; ++p) against_outs(std::integral_constant<int, 1>{}, p);
 }
 
 }  // namespace

@@ -25,9 +25,11 @@ struct Avx2Blocking {
   // Weight gradient: one filter row, 7 accumulators.
   static constexpr int kWeightRowBlock = 1;
   // Channel-blocked tiles (not depthwise): 6 output planes x 2 vectors = 12
-  // accumulators; the weight gradient blocks input planes up to 12.
+  // accumulators; the weight gradient blocks up to 2 grad_output planes by
+  // input planes, 12 accumulators (the 2 grad_output vectors fit beside them).
   static constexpr int kChannelBlock = 6;
   static constexpr int kWeightAccumulators = 12;
+  static constexpr int kWeightChannelBlock = 2;
 };
 
 struct SimdF32 : Avx2Blocking {

@@ -23,6 +23,7 @@ struct ScalarSimd {
   static constexpr int kWeightRowBlock = 1;
   static constexpr int kChannelBlock = 4;
   static constexpr int kWeightAccumulators = 12;
+  static constexpr int kWeightChannelBlock = 2;
   static V load(const T* p) { return *p; }
   static void store(T* p, V v) { *p = v; }
   static V broadcast(T x) { return x; }

@@ -95,24 +95,30 @@ void correlate_channels(const Acc* in, int64_t in_stride, int64_t plane_stride, 
 }
 
 // The filters of `planes` staged input planes (plane_stride apart) against
-// one grad_output plane, into grad_w laid out [p][tap].
+// `outs` staged grad_output planes (go_plane_stride apart), into grad_w laid
+// out [o][p][tap].
 template <typename Acc>
 void weight_grad(const Acc* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
-                 const Acc* go, int64_t go_stride, const ConvShape& s, int64_t cols, Acc* grad_w) {
+                 const Acc* go, int64_t go_stride, int64_t go_plane_stride, int64_t outs,
+                 const ConvShape& s, int64_t cols, Acc* grad_w) {
   using Vec = SimdFor<Acc>;
   const int64_t vectors = cols / Vec::kLanes;
   if (with_kernel_size(fast_kernel_size(s), [&](auto k) {
         with_column_step(s, [&](auto step) {
           weight_grad_fast<Vec, decltype(k)::value>(in, in_stride, plane_stride, planes, go,
-                                                    go_stride, s.out_height, vectors, s.dilation_h,
-                                                    step, grad_w);
+                                                    go_stride, go_plane_stride, outs,
+                                                    s.out_height, vectors, s.dilation_h, step,
+                                                    grad_w);
         });
       })) {
     return;
   }
   const int64_t taps = s.kernel_h * s.kernel_w;
-  for (int64_t p = 0; p < planes; ++p) {
-    weight_grad_general(in + p * plane_stride, in_stride, go, go_stride, s, grad_w + p * taps);
+  for (int64_t o = 0; o < outs; ++o) {
+    for (int64_t p = 0; p < planes; ++p) {
+      weight_grad_general(in + p * plane_stride, in_stride, go + o * go_plane_stride, go_stride, s,
+                          grad_w + (o * planes + p) * taps);
+    }
   }
 }
 

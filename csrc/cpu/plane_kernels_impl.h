@@ -136,21 +136,33 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   const auto* grad_output = static_cast<const T*>(a.grad_output);
   const auto* input = static_cast<const T*>(a.input);
   const auto* weight = static_cast<const T*>(a.weight);
+  // Not depthwise: runs of consecutive items of one (sample, group), their
+  // grad_output planes staged together (up to about 1 MiB), share the
+  // weight gradient's loads (weight_grad_fast).
+  const int64_t go_plane = g.go_rows * g.go_cols;
+  const int64_t block =
+      depthwise ? 1
+                : min_of(out_per_group,
+                         max_of(int64_t{SimdFor<Acc>::kWeightChannelBlock},
+                                int64_t{1 << 20} / int64_t(sizeof(Acc) * go_plane)));
 
-  Scratch<Acc> go_buf(g.go_rows * g.go_cols);
+  Scratch<Acc> go_buf(block * go_plane);
   StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0, g.in_rows * g.in_cols);
   Scratch<Acc> row(g.in_cols);
-  Scratch<Acc> grad_w(in_per_group * taps);
+  Scratch<Acc> grad_w(block * in_per_group * taps);
   Scratch<Acc> grad_in(want_input ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
-  for (int64_t item = begin; item < end; ++item) {
+  for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
-    stage_grad_output(grad_output, item, s, g, go_buf.get());
+    count = min_of(min_of(block, end - item), out_per_group - oc % out_per_group);
     const Acc* go = go_buf.get() + g.go_top * g.go_cols + g.go_left;
-    if (a.grad_bias != nullptr) {
-      static_cast<T*>(a.grad_bias)[item] =
-          Storage<T>::from_acc(plane_sum(go, g.go_cols, b.out_height, g.out_cols));
+    for (int64_t o = 0; o < count; ++o) {
+      stage_grad_output(grad_output, item + o, s, g, go_buf.get() + o * go_plane);
+      if (a.grad_bias != nullptr) {
+        static_cast<T*>(a.grad_bias)[item + o] = Storage<T>::from_acc(
+            plane_sum(go + o * go_plane, g.go_cols, b.out_height, g.out_cols));
+      }
     }
     if (a.grad_weight != nullptr) {
       const int64_t group = oc / out_per_group;
@@ -161,8 +173,8 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
         }
       }
       weight_grad(staged_input.plane(0), g.in_cols, g.in_rows * g.in_cols, in_per_group, go,
-                  g.go_cols, b, g.out_cols, grad_w.get());
-      store_plane(grad_w.get(), taps, in_per_group, taps,
+                  g.go_cols, go_plane, count, b, g.out_cols, grad_w.get());
+      store_plane(grad_w.get(), taps, count * in_per_group, taps,
                   static_cast<T*>(a.grad_weight) + item * in_per_group * taps);
     }
     if (want_input) {
