@@ -18,9 +18,10 @@ from mula_ops import reference
 # (square 1/3/5/7; any dilation; at stride > 1 the forward over column
 # phases and the backward over the spread grad_output) with row and vector
 # tails, and the general loops (non-square), grouped, padding beyond the span.
-# Grouped cases have 12 input and 14 output channels (6 and 7 per group at
-# groups 2), so the channel-blocked tiles and the weight gradient's blocks of
-# grad_output and input planes run in blocks of every size each build has.
+# Grouped cases have 12 input and 26 output channels (6 and 13 = 6 + 4 + 2 + 1
+# per group at groups 2), so the channel-blocked tiles and the weight
+# gradient's blocks of grad_output and input planes run in blocks of every
+# size each build has.
 ISA_CASES = [(1, 1, 1, 0, "dw"), (3, 1, 1, 1, "dw"), (5, 1, 1, 2, "dw"), (7, 1, 1, 3, "dw"),
              (7, 1, 1, 0, "dw"), (3, 1, 1, 4, "dw"), (3, 1, 1, 1, 2), ((2, 3), 1, 1, 1, "dw"),
              (3, 2, 1, 1, "dw"), (3, 1, 2, 2, 2), (5, 2, 2, 3, 1), (7, 1, 2, 6, "dw"),
@@ -46,7 +47,7 @@ def test_each_instruction_set_build_matches_the_reference(isa, monkeypatch):
         kh, kw = (k, k) if isinstance(k, int) else k
         c_in = 4 if g == "dw" else 12
         groups = c_in if g == "dw" else g
-        c_out = c_in if g == "dw" else 14
+        c_out = c_in if g == "dw" else 26
         x = torch.randn(2, c_in, *size, dtype=torch.float64, requires_grad=True)
         w = torch.randn(2, c_out, c_in // groups, kh, kw, dtype=torch.float64, requires_grad=True)
         b = torch.randn(2, c_out, dtype=torch.float64, requires_grad=True)

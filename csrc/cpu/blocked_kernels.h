@@ -183,21 +183,27 @@ void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride,
 // from the staged planes. Every output element still sums in the order
 // (p, i, j), so the block size never changes its bits.
 
-// out_o[c] += sum_{p,i,j} w[o * w_stride + p * K * K + i * K + j] *
-//             in_p[i * tap_row + start[j] + c]
-// for one output row of OB planes by CV vectors.
-template <typename Vec, int K, int OB, int CV>
+// out_o[r][c] += sum_{p,i,j} w[o * w_stride + p * K * K + i * K + j] *
+//                 in_p[r * row_step + i * tap_row + start[j] + c]
+// for R output rows of OB planes by CV vectors.
+template <typename Vec, int K, int OB, int R, int CV>
 inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane_stride,
-                                   int64_t planes, int64_t tap_row, const ColumnPhases& columns,
-                                   const typename Vec::Scalar* w, int64_t w_stride,
-                                   typename Vec::Scalar* out, int64_t out_plane_stride) {
+                                   int64_t planes, int64_t row_step, int64_t tap_row,
+                                   const ColumnPhases& columns, const typename Vec::Scalar* w,
+                                   int64_t w_stride, typename Vec::Scalar* out, int64_t out_stride,
+                                   int64_t out_plane_stride) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
-  V acc[OB][CV];
+  V acc[OB][R][CV];
 #pragma GCC unroll 8
   for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 2
-    for (int c = 0; c < CV; ++c) acc[o][c] = Vec::load(out + o * out_plane_stride + c * L);
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+      for (int c = 0; c < CV; ++c) {
+        acc[o][r][c] = Vec::load(out + o * out_plane_stride + r * out_stride + c * L);
+      }
+    }
   }
   for (int64_t p = 0; p < planes; ++p) {
     const typename Vec::Scalar* plane = in + p * plane_stride;
@@ -206,16 +212,23 @@ inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane
     for (int i = 0; i < K; ++i) {
 #pragma GCC unroll 8
       for (int j = 0; j < K; ++j) {
-        V x[CV];
+        V x[R][CV];
 #pragma GCC unroll 2
-        for (int c = 0; c < CV; ++c) {
-          x[c] = Vec::in_register(Vec::load(plane + i * tap_row + columns.start[j] + c * L));
+        for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+          for (int c = 0; c < CV; ++c) {
+            x[r][c] = Vec::in_register(
+                Vec::load(plane + r * row_step + i * tap_row + columns.start[j] + c * L));
+          }
         }
 #pragma GCC unroll 8
         for (int o = 0; o < OB; ++o) {
           const V tap = Vec::broadcast(wp[o * w_stride + i * K + j]);
 #pragma GCC unroll 2
-          for (int c = 0; c < CV; ++c) acc[o][c] = Vec::fma(tap, x[c], acc[o][c]);
+          for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+            for (int c = 0; c < CV; ++c) acc[o][r][c] = Vec::fma(tap, x[r][c], acc[o][r][c]);
+          }
         }
       }
     }
@@ -223,31 +236,59 @@ inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane
 #pragma GCC unroll 8
   for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 2
-    for (int c = 0; c < CV; ++c) Vec::store(out + o * out_plane_stride + c * L, acc[o][c]);
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+      for (int c = 0; c < CV; ++c) {
+        Vec::store(out + o * out_plane_stride + r * out_stride + c * L, acc[o][r][c]);
+      }
+    }
   }
 }
 
-// OB planes, all rows: output row r reads input rows r * sh + i * dh.
+// One tile height (R output rows) of OB planes across all vectors of the row.
+template <typename Vec, int K, int OB, int R>
+void correlate_channel_rows(const typename Vec::Scalar* in, int64_t plane_stride, int64_t planes,
+                            int64_t row_step, int64_t tap_row, const ColumnPhases& columns,
+                            const typename Vec::Scalar* w, int64_t w_stride,
+                            typename Vec::Scalar* out, int64_t out_stride,
+                            int64_t out_plane_stride, int64_t vectors) {
+  constexpr int L = Vec::kLanes;
+  int64_t v = 0;
+  for (; v + 2 <= vectors; v += 2) {
+    correlate_channel_tile<Vec, K, OB, R, 2>(in + v * L, plane_stride, planes, row_step, tap_row,
+                                             columns, w, w_stride, out + v * L, out_stride,
+                                             out_plane_stride);
+  }
+  if (v < vectors) {
+    correlate_channel_tile<Vec, K, OB, R, 1>(in + v * L, plane_stride, planes, row_step, tap_row,
+                                             columns, w, w_stride, out + v * L, out_stride,
+                                             out_plane_stride);
+  }
+}
+
+// OB planes, all rows, Vec::kChannelRowBlock rows at a time: output row r
+// reads input rows r * sh + i * dh.
 template <typename Vec, int K, int OB>
 void correlate_channel_block(const typename Vec::Scalar* in, int64_t in_stride,
                              int64_t plane_stride, int64_t planes, const ConvShape& s,
                              const ColumnPhases& columns, const typename Vec::Scalar* w,
                              int64_t w_stride, typename Vec::Scalar* out, int64_t out_stride,
                              int64_t out_plane_stride, int64_t rows, int64_t vectors) {
-  constexpr int L = Vec::kLanes;
+  constexpr int R = Vec::kChannelRowBlock;
   const int64_t tap_row = s.dilation_h * in_stride;
-  for (int64_t r = 0; r < rows; ++r) {
-    const typename Vec::Scalar* row_in = in + r * s.stride_h * in_stride;
-    typename Vec::Scalar* row_out = out + r * out_stride;
-    int64_t v = 0;
-    for (; v + 2 <= vectors; v += 2) {
-      correlate_channel_tile<Vec, K, OB, 2>(row_in + v * L, plane_stride, planes, tap_row, columns,
-                                            w, w_stride, row_out + v * L, out_plane_stride);
+  const int64_t row_step = s.stride_h * in_stride;
+  int64_t r = 0;
+  if constexpr (R > 1) {
+    for (; r + R <= rows; r += R) {
+      correlate_channel_rows<Vec, K, OB, R>(in + r * row_step, plane_stride, planes, row_step,
+                                            tap_row, columns, w, w_stride, out + r * out_stride,
+                                            out_stride, out_plane_stride, vectors);
     }
-    if (v < vectors) {
-      correlate_channel_tile<Vec, K, OB, 1>(row_in + v * L, plane_stride, planes, tap_row, columns,
-                                            w, w_stride, row_out + v * L, out_plane_stride);
-    }
+  }
+  for (; r < rows; ++r) {
+    correlate_channel_rows<Vec, K, OB, 1>(in + r * row_step, plane_stride, planes, row_step,
+                                          tap_row, columns, w, w_stride, out + r * out_stride,
+                                          out_stride, out_plane_stride, vectors);
   }
 }
 

@@ -28,6 +28,7 @@ struct Avx2Blocking {
   // accumulators; the weight gradient blocks up to 2 grad_output planes by
   // input planes, 12 accumulators (the 2 grad_output vectors fit beside them).
   static constexpr int kChannelBlock = 6;
+  static constexpr int kChannelRowBlock = 1;
   static constexpr int kWeightAccumulators = 12;
   static constexpr int kWeightChannelBlock = 2;
 };

@@ -32,10 +32,12 @@ struct Avx512Blocking {
   static constexpr int kColBlock = 4;
   // Weight gradient: 3 filter rows x 7 taps = 21 accumulators.
   static constexpr int kWeightRowBlock = 3;
-  // Channel-blocked tiles (not depthwise): 8 output planes x 2 vectors = 16
-  // accumulators; the weight gradient blocks up to 4 grad_output planes by
-  // input planes, 24 accumulators (1x1: 4 x 6, a GEMM micro-kernel).
-  static constexpr int kChannelBlock = 8;
+  // Channel-blocked tiles (not depthwise): 6 output planes x 2 rows x 2
+  // vectors = 24 accumulators; the weight gradient blocks up to 4
+  // grad_output planes by input planes, 24 accumulators (1x1: 4 x 6, a GEMM
+  // micro-kernel).
+  static constexpr int kChannelBlock = 6;
+  static constexpr int kChannelRowBlock = 2;
   static constexpr int kWeightAccumulators = 24;
   static constexpr int kWeightChannelBlock = 4;
 };

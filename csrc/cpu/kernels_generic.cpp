@@ -22,6 +22,7 @@ struct ScalarSimd {
   static constexpr int kColBlock = 4;
   static constexpr int kWeightRowBlock = 1;
   static constexpr int kChannelBlock = 4;
+  static constexpr int kChannelRowBlock = 1;
   static constexpr int kWeightAccumulators = 12;
   static constexpr int kWeightChannelBlock = 2;
   static V load(const T* p) { return *p; }
