@@ -33,11 +33,15 @@ ISA_TOLERANCES = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-
 
 def _cpu_supports(isa):
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    return {"avx512": " avx512f" in flags, "avx2": " avx2" in flags and " fma" in flags,
+    return {"avx512_bf16": " avx512_bf16" in flags and " avx512bw" in flags,
+            "avx512": " avx512f" in flags, "avx2": " avx2" in flags and " fma" in flags,
             "generic": True}[isa]
 
 
-@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])
+ISAS = ["avx512_bf16", "avx512", "avx2", "generic"]
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_each_instruction_set_build_matches_the_reference(isa, monkeypatch):
     if not _cpu_supports(isa):
         pytest.skip(f"this CPU lacks {isa}")
@@ -64,9 +68,44 @@ def test_each_instruction_set_build_matches_the_reference(isa, monkeypatch):
                 assert error < tolerance, (k, s, d, p, g, size, dtype, name, error)
 
 
+# Channel-blocked shapes (not depthwise) with odd numbers of planes per group
+# (5 input, 13 output), which the avx512_bf16 build pairs up with a zero
+# plane, and rows of 16 + 8 columns, whose weight gradient on pairs of
+# pixels reads into the zero padding.
+BFLOAT16_CASES = [(1, 1, 1, 0, 1), (3, 1, 1, 1, 2), (3, 2, 1, 1, 2), (5, 1, 2, 4, 1), (7, 1, 1, 3, 2),
+                  (1, 2, 1, 0, 2)]
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_bfloat16_sums_its_values_in_float(isa, monkeypatch):
+    """bfloat16 multiplies in float (exactly) and rounds once on store: against
+    float64 on the same bfloat16 values, every output and gradient is within
+    a few bfloat16 roundings of the largest, tighter than the dtype test
+    above allows."""
+    if not _cpu_supports(isa):
+        pytest.skip(f"this CPU lacks {isa}")
+    monkeypatch.setenv("MULA_CPU_ISA", isa)
+    torch.manual_seed(0)
+    for (k, s, d, p, groups), size in itertools.product(BFLOAT16_CASES, [(9, 24), (20, 40)]):
+        x, w, b = (t.to(torch.bfloat16) for t in (torch.randn(2, 10, *size),
+                                                  torch.randn(2, 26, 10 // groups, k, k),
+                                                  torch.randn(2, 26)))
+        args = (s, p, d, groups)
+        leaves = [t.double().requires_grad_() for t in (x, w, b)]
+        expected = reference.unfold(*leaves, *args)
+        grad_output = torch.randn_like(expected).to(torch.bfloat16)
+        wanted = (expected,) + torch.autograd.grad(expected, leaves, grad_output.double())
+        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+        out = mula_ops.dynamic_conv2d(*leaves, *args)
+        got = (out,) + torch.autograd.grad(out, leaves, grad_output)
+        for name, value, want in zip(("output", "grad_input", "grad_weight", "grad_bias"), got, wanted):
+            error = (value.double() - want).abs().max().item() / want.abs().max().item()
+            assert error < 2 ** -7, (k, s, d, p, groups, size, name, error)
+
+
 def test_unknown_instruction_set_is_rejected(monkeypatch):
     monkeypatch.setenv("MULA_CPU_ISA", "sse9")
-    with pytest.raises(RuntimeError, match="MULA_CPU_ISA=sse9 is not one of avx512, avx2, generic"):
+    with pytest.raises(RuntimeError, match="MULA_CPU_ISA=sse9 is not one of avx512_bf16, avx512, avx2, generic"):
         mula_ops.dynamic_conv2d(torch.randn(1, 1, 3, 3), torch.randn(1, 1, 1, 1, 1))
 
 

@@ -174,6 +174,11 @@ void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride,
   }
 }
 
+// Pixels per vector of staged elements E: a vector's lanes, or twice as many
+// for BFloat16Bits (two per lane).
+template <typename Vec, typename E>
+constexpr int pixels_per_vector = int(sizeof(typename Vec::V) / sizeof(E));
+
 // ---------------------------------------------------------------------------
 // Channel-blocked tiles, for convolutions that are not depthwise: OB output
 // planes at once, reduced over P staged planes (a group's input planes for
@@ -185,14 +190,16 @@ void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride,
 
 // out_o[r][c] += sum_{p,i,j} w[o * w_stride + p * K * K + i * K + j] *
 //                 in_p[r * row_step + i * tap_row + start[j] + c]
-// for R output rows of OB planes by CV vectors.
-template <typename Vec, int K, int OB, int R, int CV>
-inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane_stride,
-                                   int64_t planes, int64_t row_step, int64_t tap_row,
-                                   const ColumnPhases& columns, const typename Vec::Scalar* w,
-                                   int64_t w_stride, typename Vec::Scalar* out, int64_t out_stride,
-                                   int64_t out_plane_stride) {
+// for R output rows of OB planes by CV vectors. E is the element of the
+// staged planes and filters: the accumulation type, or (where Vec has them)
+// BFloat16Pairs, so that p runs over pairs of planes.
+template <typename Vec, int K, int OB, int R, int CV, typename E>
+inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t planes,
+                                   int64_t row_step, int64_t tap_row, const ColumnPhases& columns,
+                                   const E* w, int64_t w_stride, typename Vec::Scalar* out,
+                                   int64_t out_stride, int64_t out_plane_stride) {
   using V = typename Vec::V;
+  using X = decltype(Vec::load(in));
   constexpr int L = Vec::kLanes;
   V acc[OB][R][CV];
 #pragma GCC unroll 8
@@ -206,13 +213,13 @@ inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane
     }
   }
   for (int64_t p = 0; p < planes; ++p) {
-    const typename Vec::Scalar* plane = in + p * plane_stride;
-    const typename Vec::Scalar* wp = w + p * K * K;
+    const E* plane = in + p * plane_stride;
+    const E* wp = w + p * K * K;
 #pragma GCC unroll 8
     for (int i = 0; i < K; ++i) {
 #pragma GCC unroll 8
       for (int j = 0; j < K; ++j) {
-        V x[R][CV];
+        X x[R][CV];
 #pragma GCC unroll 2
         for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
@@ -223,7 +230,7 @@ inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane
         }
 #pragma GCC unroll 8
         for (int o = 0; o < OB; ++o) {
-          const V tap = Vec::broadcast(wp[o * w_stride + i * K + j]);
+          const X tap = Vec::broadcast(wp[o * w_stride + i * K + j]);
 #pragma GCC unroll 2
           for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
@@ -246,10 +253,10 @@ inline void correlate_channel_tile(const typename Vec::Scalar* in, int64_t plane
 }
 
 // One tile height (R output rows) of OB planes across all vectors of the row.
-template <typename Vec, int K, int OB, int R>
-void correlate_channel_rows(const typename Vec::Scalar* in, int64_t plane_stride, int64_t planes,
-                            int64_t row_step, int64_t tap_row, const ColumnPhases& columns,
-                            const typename Vec::Scalar* w, int64_t w_stride,
+template <typename Vec, int K, int OB, int R, typename E>
+void correlate_channel_rows(const E* in, int64_t plane_stride, int64_t planes, int64_t row_step,
+                            int64_t tap_row, const ColumnPhases& columns, const E* w,
+                            int64_t w_stride,
                             typename Vec::Scalar* out, int64_t out_stride,
                             int64_t out_plane_stride, int64_t vectors) {
   constexpr int L = Vec::kLanes;
@@ -268,11 +275,10 @@ void correlate_channel_rows(const typename Vec::Scalar* in, int64_t plane_stride
 
 // OB planes, all rows, Vec::kChannelRowBlock rows at a time: output row r
 // reads input rows r * sh + i * dh.
-template <typename Vec, int K, int OB>
-void correlate_channel_block(const typename Vec::Scalar* in, int64_t in_stride,
-                             int64_t plane_stride, int64_t planes, const ConvShape& s,
-                             const ColumnPhases& columns, const typename Vec::Scalar* w,
-                             int64_t w_stride, typename Vec::Scalar* out, int64_t out_stride,
+template <typename Vec, int K, int OB, typename E>
+void correlate_channel_block(const E* in, int64_t in_stride, int64_t plane_stride,
+                             int64_t planes, const ConvShape& s, const ColumnPhases& columns,
+                             const E* w, int64_t w_stride, typename Vec::Scalar* out, int64_t out_stride,
                              int64_t out_plane_stride, int64_t rows, int64_t vectors) {
   constexpr int R = Vec::kChannelRowBlock;
   const int64_t tap_row = s.dilation_h * in_stride;
@@ -301,14 +307,17 @@ void correlate_channel_block(const typename Vec::Scalar* in, int64_t in_stride,
 // (plane_stride apart) at once, the filter of (o, q) at
 // grad_w[o * w_out_stride + q * K * K]: each grad_output load feeds PB input
 // planes and each input load OB grad_output planes (for a 1x1 filter the
-// tile is a GEMM micro-kernel over the plane's pixels).
-template <typename Vec, int K, int KB, int OB, int PB, typename ColStep>
-void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
-                      const typename Vec::Scalar* go, int64_t go_stride, int64_t go_plane_stride,
-                      int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
-                      int kh0, typename Vec::Scalar* grad_w, int64_t w_out_stride) {
+// tile is a GEMM micro-kernel over the plane's pixels). E is the element of
+// the staged planes: the accumulation type, or (where Vec has them)
+// BFloat16Bits, each lane then summing two neighbouring pixels.
+template <typename Vec, int K, int KB, int OB, int PB, typename E, typename ColStep>
+void weight_grad_rows(const E* in, int64_t in_stride, int64_t plane_stride, const E* go,
+                      int64_t go_stride, int64_t go_plane_stride, int64_t rows, int64_t vectors,
+                      int64_t dilation_h, ColStep dilation_w, int kh0,
+                      typename Vec::Scalar* grad_w, int64_t w_out_stride) {
   using V = typename Vec::V;
-  constexpr int L = Vec::kLanes;
+  using X = decltype(Vec::load(in));
+  constexpr int L = pixels_per_vector<Vec, E>;
   V acc[OB][PB][KB][K];
 #pragma GCC unroll 4
   for (int o = 0; o < OB; ++o) {
@@ -330,21 +339,21 @@ void weight_grad_rows(const typename Vec::Scalar* in, int64_t in_stride, int64_t
     // each step loads one new grad_output vector per grad_output plane.
     const int64_t end = kh0 + KB - 1 + phase_rows;
     for (int64_t v = 0; v < vectors; ++v) {
-      const typename Vec::Scalar* in_col = in + phase * in_stride + v * L;
-      const typename Vec::Scalar* go_col = go + phase * go_stride + v * L;
-      V g[OB][KB];  // g[o][b]: grad_output row ih - kh0 - b of plane o
+      const E* in_col = in + phase * in_stride + v * L;
+      const E* go_col = go + phase * go_stride + v * L;
+      X g[OB][KB];  // g[o][b]: grad_output row ih - kh0 - b of plane o
 #pragma GCC unroll 4
       for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 8
         for (int b = 0; b < KB; ++b) g[o][b] = Vec::load(go_col + o * go_plane_stride - b * step_go);
       }
       for (int64_t ih = kh0; ih < end; ++ih) {
-        const typename Vec::Scalar* in_row = in_col + ih * step_in;
+        const E* in_row = in_col + ih * step_in;
 #pragma GCC unroll 8
         for (int q = 0; q < PB; ++q) {
 #pragma GCC unroll 8
           for (int j = 0; j < K; ++j) {
-            const V x = Vec::in_register(Vec::load(in_row + q * plane_stride + j * dilation_w));
+            const X x = Vec::in_register(Vec::load(in_row + q * plane_stride + j * dilation_w));
 #pragma GCC unroll 4
             for (int o = 0; o < OB; ++o) {
 #pragma GCC unroll 8
@@ -391,9 +400,9 @@ struct WeightGradBlocking {
 };
 
 // The filters of OB grad_output planes by PB input planes, all filter rows.
-template <typename Vec, int K, int OB, int PB, typename ColStep>
-void weight_grad_tile(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
-                      const typename Vec::Scalar* go, int64_t go_stride, int64_t go_plane_stride,
+template <typename Vec, int K, int OB, int PB, typename E, typename ColStep>
+void weight_grad_tile(const E* in, int64_t in_stride, int64_t plane_stride, const E* go,
+                      int64_t go_stride, int64_t go_plane_stride,
                       int64_t rows, int64_t vectors, int64_t dilation_h, ColStep dilation_w,
                       typename Vec::Scalar* grad_w, int64_t w_out_stride) {
   constexpr int KB = WeightGradBlocking<Vec, K>::KB;
@@ -415,9 +424,9 @@ void weight_grad_tile(const typename Vec::Scalar* in, int64_t in_stride, int64_t
 // inside: a block of input planes stays in L1 while the grad_output planes
 // stream past it. Within a plane each tap sums in the order (phase, row,
 // vector), then the lanes: the blocking never changes a bit.
-template <typename Vec, int K, typename ColStep>
-void weight_grad_fast(const typename Vec::Scalar* in, int64_t in_stride, int64_t plane_stride,
-                      int64_t planes, const typename Vec::Scalar* go, int64_t go_stride,
+template <typename Vec, int K, typename E, typename ColStep>
+void weight_grad_fast(const E* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
+                      const E* go, int64_t go_stride,
                       int64_t go_plane_stride, int64_t outs, int64_t rows, int64_t vectors,
                       int64_t dilation_h, ColStep dilation_w, typename Vec::Scalar* grad_w) {
   constexpr int OB = WeightGradBlocking<Vec, K>::OB;

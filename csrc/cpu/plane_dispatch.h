@@ -66,10 +66,11 @@ inline bool channel_blocked(const ConvShape& s) {
 
 // out_o += sum_p w_o,p (x) in_p for `channels` output planes (out_plane_stride
 // apart) over `planes` staged planes (plane_stride apart), the filters laid
-// out [o][p][tap]: channel-blocked tiles, the largest blocks first.
-template <typename Acc>
-void correlate_channels(const Acc* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
-                        const Acc* w, const ConvShape& s, int64_t rows, int64_t cols,
+// out [o][p][tap]: channel-blocked tiles, the largest blocks first. The
+// planes and filters hold Acc, or BFloat16Pair (p then runs over pairs).
+template <typename Acc, typename E>
+void correlate_channels(const E* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
+                        const E* w, const ConvShape& s, int64_t rows, int64_t cols,
                         int64_t channels, Acc* out, int64_t out_stride, int64_t out_plane_stride) {
   using Vec = SimdFor<Acc>;
   const int64_t vectors = cols / Vec::kLanes;
@@ -96,13 +97,16 @@ void correlate_channels(const Acc* in, int64_t in_stride, int64_t plane_stride, 
 
 // The filters of `planes` staged input planes (plane_stride apart) against
 // `outs` staged grad_output planes (go_plane_stride apart), into grad_w laid
-// out [o][p][tap].
-template <typename Acc>
-void weight_grad(const Acc* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
-                 const Acc* go, int64_t go_stride, int64_t go_plane_stride, int64_t outs,
+// out [o][p][tap]. The planes hold Acc, or BFloat16Bits (for the fast path
+// only; then the last vector of a row may reach 16 columns past cols, which
+// must read as zeros in go and in).
+template <typename Acc, typename E>
+void weight_grad(const E* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
+                 const E* go, int64_t go_stride, int64_t go_plane_stride, int64_t outs,
                  const ConvShape& s, int64_t cols, Acc* grad_w) {
   using Vec = SimdFor<Acc>;
-  const int64_t vectors = cols / Vec::kLanes;
+  constexpr int L = pixels_per_vector<Vec, E>;
+  const int64_t vectors = (cols + L - 1) / L;
   if (with_kernel_size(fast_kernel_size(s), [&](auto k) {
         with_column_step(s, [&](auto step) {
           weight_grad_fast<Vec, decltype(k)::value>(in, in_stride, plane_stride, planes, go,
@@ -114,10 +118,12 @@ void weight_grad(const Acc* in, int64_t in_stride, int64_t plane_stride, int64_t
     return;
   }
   const int64_t taps = s.kernel_h * s.kernel_w;
-  for (int64_t o = 0; o < outs; ++o) {
-    for (int64_t p = 0; p < planes; ++p) {
-      weight_grad_general(in + p * plane_stride, in_stride, go + o * go_plane_stride, go_stride, s,
-                          grad_w + (o * planes + p) * taps);
+  if constexpr (std::is_same_v<E, Acc>) {
+    for (int64_t o = 0; o < outs; ++o) {
+      for (int64_t p = 0; p < planes; ++p) {
+        weight_grad_general(in + p * plane_stride, in_stride, go + o * go_plane_stride,
+                            go_stride, s, grad_w + (o * planes + p) * taps);
+      }
     }
   }
 }

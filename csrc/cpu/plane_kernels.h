@@ -34,11 +34,12 @@ struct PlaneKernels {
   void (*backward_input_planes)(const BackwardArgs&, int64_t begin, int64_t end);
 };
 
+const PlaneKernels& plane_kernels_avx512_bf16();
 const PlaneKernels& plane_kernels_avx512();
 const PlaneKernels& plane_kernels_avx2();
 const PlaneKernels& plane_kernels_generic();
 
-// The best set this CPU supports; MULA_CPU_ISA=avx512|avx2|generic overrides
+// The best set this CPU supports; MULA_CPU_ISA=avx512_bf16|avx512|avx2|generic overrides
 // it (read at every call) to test the other builds on one machine.
 const PlaneKernels& select_plane_kernels();
 

@@ -41,6 +41,7 @@
 
 #include <cstdint>
 
+#include "bfloat16_pairs.h"
 #include "plane_dispatch.h"  // and, through it, the other parts
 
 namespace mula::cpu {
@@ -66,12 +67,17 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   // Consecutive items of one (sample, group) run together through the
   // channel-blocked tiles, up to `block` at a time.
   const int64_t block = blocked ? SimdFor<Acc>::kChannelBlock : 1;
-  const int64_t in_plane = g.in_rows * g.in_cols;
-  const int64_t acc_plane = s.out_height * g.out_cols;
+  const int64_t in_plane = plane_stride_of<Acc>(g.in_rows * g.in_cols);
+  const int64_t acc_plane = plane_stride_of<Acc>(s.out_height * g.out_cols);
   StagedGroup<Acc> staged(in_per_group, in_plane);
   Scratch<Acc> row(g.in_cols);
   Scratch<Acc> acc(block * acc_plane);
   Scratch<Acc> filters(block * in_per_group * taps);
+  constexpr bool paired = kPairedBFloat16<T>;
+  const int64_t in_pairs = (in_per_group + 1) / 2;
+  const int64_t pair_plane = plane_stride_of<BFloat16Pair>(g.in_rows * g.in_cols);
+  Scratch<BFloat16Pair> staged_pairs(paired && blocked ? in_pairs * pair_plane : 0);
+  Scratch<BFloat16Pair> filter_pairs(paired && blocked ? block * in_pairs * taps : 0);
   for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
@@ -81,18 +87,39 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
       const int64_t b = a.bias_per_sample ? item + o : oc + o;
       fill(acc.get() + o * acc_plane, acc_plane, bias == nullptr ? Acc(0) : to_acc(bias[b]));
     }
-    load_filters(weight + item * in_per_group * taps, count * in_per_group, taps, false,
-                 filters.get());
+    if (!(paired && blocked)) {
+      load_filters(weight + item * in_per_group * taps, count * in_per_group, taps, false,
+                   filters.get());
+    }
     if (staged.needs_staging(n * s.groups + group)) {
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
         const T* plane =
             input + (n * s.in_channels + group * in_per_group + icg) * s.in_height * s.in_width;
         stage_input_plane(plane, s, g, staged.plane(icg), row.get());
       }
+      if constexpr (paired) {
+        if (blocked) {
+          pair_planes(staged.plane(0), in_per_group, g.in_rows * g.in_cols, in_plane,
+                      staged_pairs.get(), pair_plane);
+        }
+      }
     }
     if (blocked) {
-      correlate_channels(staged.plane(0), g.in_cols, in_plane, in_per_group, filters.get(), s,
-                         s.out_height, g.out_cols, count, acc.get(), g.out_cols, acc_plane);
+      if constexpr (paired) {
+        for (int64_t o = 0; o < count; ++o) {
+          for (int64_t q = 0; 2 * q < in_per_group; ++q) {
+            const T* first = weight + ((item + o) * in_per_group + 2 * q) * taps;
+            pair_filters(first, 2 * q + 1 < in_per_group ? first + taps : nullptr, taps, false,
+                         filter_pairs.get() + (o * in_pairs + q) * taps);
+          }
+        }
+        correlate_channels(staged_pairs.get(), g.in_cols, pair_plane, in_pairs,
+                           filter_pairs.get(), s, s.out_height, g.out_cols, count, acc.get(),
+                           g.out_cols, acc_plane);
+      } else {
+        correlate_channels(staged.plane(0), g.in_cols, in_plane, in_per_group, filters.get(), s,
+                           s.out_height, g.out_cols, count, acc.get(), g.out_cols, acc_plane);
+      }
     } else {
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
         correlate(staged.plane(icg), g.in_cols, filters.get() + icg * taps, s, s.out_height,
@@ -139,7 +166,7 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   // Not depthwise: runs of consecutive items of one (sample, group), their
   // grad_output planes staged together (up to about 1 MiB), share the
   // weight gradient's loads (weight_grad_fast).
-  const int64_t go_plane = g.go_rows * g.go_cols;
+  const int64_t go_plane = plane_stride_of<Acc>(g.go_rows * g.go_cols);
   const int64_t block =
       depthwise ? 1
                 : min_of(out_per_group,
@@ -147,11 +174,24 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
                                 int64_t{1 << 20} / int64_t(sizeof(Acc) * go_plane)));
 
   Scratch<Acc> go_buf(block * go_plane);
-  StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0, g.in_rows * g.in_cols);
+  const int64_t in_stage = plane_stride_of<Acc>(g.in_rows * g.in_cols);
+  StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0, in_stage);
   Scratch<Acc> row(g.in_cols);
   Scratch<Acc> grad_w(block * in_per_group * taps);
   Scratch<Acc> grad_in(want_input ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
+  // The weight gradient's fast path on pairs of pixels: bfloat16 copies of
+  // the staged planes, rows widened by kPairPadding zeros.
+  // Not for depthwise convolutions: there each item stages its own planes,
+  // and copying them costs more than the pairs save.
+  const bool paired =
+      kPairedBFloat16<T> && !depthwise && a.grad_weight != nullptr && fast_kernel_size(b) != 0;
+  const int64_t in16_cols = g.in_cols + kPairPadding;
+  const int64_t go16_cols = g.go_cols + kPairPadding;
+  const int64_t in16_plane = plane_stride_of<BFloat16Bits>(g.in_rows * in16_cols);
+  const int64_t go16_plane = plane_stride_of<BFloat16Bits>(g.go_rows * go16_cols);
+  Scratch<BFloat16Bits> input16(paired ? in_per_group * in16_plane : 0);
+  Scratch<BFloat16Bits> go16(paired ? block * go16_plane : 0);
   for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
@@ -171,10 +211,30 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
           const T* plane = input + (n * s.in_channels + group * in_per_group + icg) * in_plane;
           stage_input_plane(plane, b, g, staged_input.plane(icg), row.get());
         }
+        if constexpr (kPairedBFloat16<T>) {
+          if (paired) {
+            narrow_planes(staged_input.plane(0), in_per_group, in_stage, g.in_rows, g.in_cols,
+                          input16.get(), in16_plane);
+          }
+        }
       }
-      weight_grad(staged_input.plane(0), g.in_cols, g.in_rows * g.in_cols, in_per_group, go,
-                  g.go_cols, go_plane, count, b, g.out_cols, grad_w.get());
-      store_plane(grad_w.get(), taps, count * in_per_group, taps,
+      if constexpr (kPairedBFloat16<T>) {
+        if (paired) {
+          narrow_planes(go_buf.get(), count, go_plane, g.go_rows, g.go_cols, go16.get(),
+                        go16_plane);
+          weight_grad(input16.get(), in16_cols, in16_plane, in_per_group,
+                      go16.get() + g.go_top * go16_cols + g.go_left, go16_cols, go16_plane, count,
+                      b, g.out_cols, grad_w.get());
+        }
+      }
+      if (!paired) {
+        weight_grad(staged_input.plane(0), g.in_cols, in_stage, in_per_group, go, g.go_cols,
+                    go_plane, count, b, g.out_cols, grad_w.get());
+      }
+      // The block's filters are contiguous: one row (a 1x1 filter's rows
+      // would be single values).
+      const int64_t filter_values = count * in_per_group * taps;
+      store_plane(grad_w.get(), filter_values, 1, filter_values,
                   static_cast<T*>(a.grad_weight) + item * in_per_group * taps);
     }
     if (want_input) {
@@ -204,12 +264,17 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   // [ic][ocg][tap].
   const bool blocked = channel_blocked(s);
   const int64_t block = blocked ? SimdFor<Acc>::kChannelBlock : 1;
-  const int64_t go_plane = g.go_rows * g.go_cols;
-  const int64_t grad_in_plane = s.in_height * g.grad_in_cols;
+  const int64_t go_plane = plane_stride_of<Acc>(g.go_rows * g.go_cols);
+  const int64_t grad_in_plane = plane_stride_of<Acc>(s.in_height * g.grad_in_cols);
 
   StagedGroup<Acc> staged_grad_output(out_per_group, go_plane);
   Scratch<Acc> grad_in(block * grad_in_plane);
   Scratch<Acc> filters(block * out_per_group * taps);
+  constexpr bool paired = kPairedBFloat16<T>;
+  const int64_t out_pairs = (out_per_group + 1) / 2;
+  const int64_t pair_plane = plane_stride_of<BFloat16Pair>(g.go_rows * g.go_cols);
+  Scratch<BFloat16Pair> staged_pairs(paired && blocked ? out_pairs * pair_plane : 0);
+  Scratch<BFloat16Pair> filter_pairs(paired && blocked ? block * out_pairs * taps : 0);
   for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.in_channels;
     const int64_t ic = item % s.in_channels;
@@ -223,8 +288,14 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
         stage_grad_output(grad_output, n * s.out_channels + first_oc + ocg, s, g,
                           staged_grad_output.plane(ocg));
       }
+      if constexpr (paired) {
+        if (blocked) {
+          pair_planes(staged_grad_output.plane(0), out_per_group, g.go_rows * g.go_cols,
+                      go_plane, staged_pairs.get(), pair_plane);
+        }
+      }
     }
-    for (int64_t o = 0; o < count; ++o) {
+    for (int64_t o = 0; o < count && !(paired && blocked); ++o) {
       for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
         const int64_t out_item = n * s.out_channels + first_oc + ocg;
         load_filters(weight + (out_item * in_per_group + icg + o) * taps, 1, taps, flipped,
@@ -233,9 +304,26 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     }
     if (blocked) {
       // The flipped correlation over the margin, as input_grad's fast path.
-      correlate_channels(staged_grad_output.plane(0) + b.pad_h * g.go_cols + b.pad_w, g.go_cols,
-                         go_plane, out_per_group, filters.get(), b, s.in_height, g.grad_in_cols,
-                         count, grad_in.get(), g.grad_in_cols, grad_in_plane);
+      const int64_t margin = b.pad_h * g.go_cols + b.pad_w;
+      if constexpr (paired) {
+        // Filter (ocg, ic) of this sample, for pairs of grad_output planes.
+        const int64_t filter_stride = in_per_group * taps;
+        for (int64_t o = 0; o < count; ++o) {
+          for (int64_t q = 0; 2 * q < out_per_group; ++q) {
+            const T* first =
+                weight + (n * s.out_channels + first_oc + 2 * q) * filter_stride + (icg + o) * taps;
+            pair_filters(first, 2 * q + 1 < out_per_group ? first + filter_stride : nullptr, taps,
+                         flipped, filter_pairs.get() + (o * out_pairs + q) * taps);
+          }
+        }
+        correlate_channels(staged_pairs.get() + margin, g.go_cols, pair_plane, out_pairs,
+                           filter_pairs.get(), b, s.in_height, g.grad_in_cols, count,
+                           grad_in.get(), g.grad_in_cols, grad_in_plane);
+      } else {
+        correlate_channels(staged_grad_output.plane(0) + margin, g.go_cols, go_plane,
+                           out_per_group, filters.get(), b, s.in_height, g.grad_in_cols, count,
+                           grad_in.get(), g.grad_in_cols, grad_in_plane);
+      }
     } else {
       for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
         input_grad(staged_grad_output.plane(ocg), g, filters.get() + ocg * taps, b, grad_in.get(),

@@ -73,6 +73,18 @@ inline int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
+// The distance between scratch planes of `count` elements E: an odd number
+// of cache lines, so that the planes a channel-blocked tile reads together
+// fall into different sets of the L1 cache (at a multiple of 4 KiB, e.g. a
+// 32x32 float plane, the same row of every plane maps to one set and they
+// evict each other).
+template <typename E>
+int64_t plane_stride_of(int64_t count) {
+  constexpr int64_t kLine = 64;
+  const int64_t lines = (count * int64_t(sizeof(E)) + kLine - 1) / kLine;
+  return (lines | 1) * kLine / int64_t(sizeof(E));
+}
+
 inline int64_t max_of(int64_t a, int64_t b) { return a > b ? a : b; }
 inline int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t clamp_to(int64_t value, int64_t low, int64_t high) {

@@ -11,6 +11,10 @@ namespace {
 
 const PlaneKernels& detect() {
   // __builtin_cpu_supports also checks that the OS saves the wide registers.
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512bf16")) {
+    return plane_kernels_avx512_bf16();
+  }
   if (__builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     return plane_kernels_avx2();
@@ -33,8 +37,12 @@ const PlaneKernels& select_plane_kernels() {
     return plane_kernels_avx2();
   }
   if (isa == "avx512" && __builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
+  if (isa == "avx512_bf16" && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16")) {
+    return plane_kernels_avx512_bf16();
+  }
   throw std::runtime_error("mula_ops: MULA_CPU_ISA=" + isa +
-                           " is not one of avx512, avx2, generic, or this CPU lacks it");
+                           " is not one of avx512_bf16, avx512, avx2, generic, or this CPU lacks it");
 }
 
 }  // namespace mula::cpu

@@ -17,6 +17,12 @@ struct HalfBits {
 struct BFloat16Bits {
   uint16_t bits;
 };
+// Two bfloat16 values of neighbouring reduction terms (two input planes at
+// one pixel, or one filter tap of two planes), the first in the low half:
+// the operand layout of AVX512-BF16's dot product (kernels_avx512_bf16.cpp).
+struct BFloat16Pair {
+  uint32_t bits;
+};
 
 // Conversions between storage and accumulation types; rounding to the half
 // types is round-to-nearest-even, as in c10 (csrc/half_rounding.h).

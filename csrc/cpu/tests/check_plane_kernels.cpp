@@ -2,11 +2,13 @@
 // buffers of exactly the tensors' sizes, under ASan/UBSan (ctest): the tiles'
 // vector loads, sliding windows and tails must stay inside the staged planes
 // and the tensors. The forward is also checked against a naive float64
-// correlation, so a kernel that reads the right bytes wrongly fails too.
+// correlation, so a kernel that reads the right bytes wrongly fails too;
+// bfloat16 runs too, for the builds that compute it on its own layouts.
 // Exit status 0 when every case holds.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "../plane_kernels.h"
@@ -37,6 +39,29 @@ ConvShape shape_of(const Case& c) {
   s.out_height = mula::output_size(c.size_h, c.kernel, c.stride, c.padding, c.dilation);
   s.out_width = mula::output_size(c.size_w, c.kernel, c.stride, c.padding, c.dilation);
   return s;
+}
+
+// bfloat16 storage for the values below, multiples of 1/32 that it holds
+// exactly (so conversion by truncation is exact).
+struct BFloat16 {
+  uint16_t bits = 0;
+  BFloat16() = default;
+  explicit BFloat16(double value) {
+    const float f = static_cast<float>(value);
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    bits = static_cast<uint16_t>(b >> 16);
+  }
+  explicit operator double() const {
+    const uint32_t b = uint32_t{bits} << 16;
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return f;
+  }
+};
+
+const char* dtype_name(DType dtype) {
+  return dtype == DType::kFloat ? "float" : dtype == DType::kDouble ? "double" : "bfloat16";
 }
 
 // A deterministic spread of values in [-1, 1).
@@ -94,11 +119,14 @@ bool check(const mula::cpu::PlaneKernels& kernels, const Case& c, DType dtype, d
 
   const auto expected = naive_forward(s, input, weight);
   double error = 0;
-  for (std::size_t i = 0; i < expected.size(); ++i) error = std::fmax(error, std::fabs(output[i] - expected[i]));
+  // Relative to the value (bfloat16 rounds the output), at least 1.
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    error = std::fmax(error, std::fabs(double(output[i]) - expected[i]) / std::fmax(1.0, std::fabs(expected[i])));
+  }
   const bool ok = error <= tolerance;
-  std::printf("%-8s k%ld s%ld d%ld g%ld %ldx%ld %ld->%ld %-6s max error %.2e %s\n", kernels.isa,
+  std::printf("%-11s k%ld s%ld d%ld g%ld %ldx%ld %ld->%ld %-6s max error %.2e %s\n", kernels.isa,
               c.kernel, c.stride, c.dilation, c.groups, c.size_h, c.size_w, c.in_channels,
-              c.out_channels, dtype == DType::kFloat ? "float" : "double", error, ok ? "ok" : "MISMATCH");
+              c.out_channels, dtype_name(dtype), error, ok ? "ok" : "MISMATCH");
   return ok;
 }
 
@@ -109,6 +137,10 @@ int main() {
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
     builds.push_back(&mula::cpu::plane_kernels_avx2());
   if (__builtin_cpu_supports("avx512f")) builds.push_back(&mula::cpu::plane_kernels_avx512());
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512bf16")) {
+    builds.push_back(&mula::cpu::plane_kernels_avx512_bf16());
+  }
   // Depthwise, channel-blocked (blocks of every size: 13 = 6 + 4 + 2 + 1
   // output planes; 7 input planes, so the weight gradient's plane blocks
   // have tails) and the general loops; 1x1 to 7x7, stride 2, dilation 2;
@@ -124,6 +156,7 @@ int main() {
     for (const Case& c : cases) {
       ok &= check<float>(*kernels, c, DType::kFloat, 1e-4);
       ok &= check<double>(*kernels, c, DType::kDouble, 1e-10);
+      ok &= check<BFloat16>(*kernels, c, DType::kBFloat16, 1.0 / 256);
     }
   }
   return ok ? 0 : 1;

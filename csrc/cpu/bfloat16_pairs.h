@@ -1,0 +1,83 @@
+// Part of the per-plane CPU kernels (see plane_kernels_impl.h): the layouts
+// in which a build whose float vectors multiply bfloat16 pairs
+// (SimdF32::PairVector, kernels_avx512_bf16.cpp) runs bfloat16 convolutions.
+// The channel-blocked tiles reduce over pairs of planes (BFloat16Pair: two
+// planes' values at each pixel, and two planes' filters at each tap); the
+// weight gradient over pairs of neighbouring pixels (plain bfloat16 rows).
+// Both are packed from the staged float planes, which hold bfloat16 values
+// exactly, so packing drops only zero bits.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "plane_staging.h"
+
+namespace mula::cpu {
+namespace {
+
+template <typename Vec, typename = void>
+struct HasBFloat16Pairs : std::false_type {};
+template <typename Vec>
+struct HasBFloat16Pairs<Vec, std::void_t<typename Vec::PairVector>> : std::true_type {};
+
+// Whether this build runs storage type T's fast paths on bfloat16 pairs.
+template <typename T>
+constexpr bool kPairedBFloat16 =
+    std::is_same_v<T, BFloat16Bits> && HasBFloat16Pairs<SimdF32>::value;
+
+inline uint32_t high_bits(float exact_bfloat16) {
+  uint32_t bits;
+  std::memcpy(&bits, &exact_bfloat16, sizeof bits);
+  return bits >> 16;
+}
+
+// out[q][k] = (in[2q][k], in[2q + 1][k]) for `planes` float planes of
+// `count` values (`stride` apart) into (planes + 1) / 2 planes (`out_stride`
+// apart); an odd last plane is paired with zeros, which add nothing.
+inline void pair_planes(const float* in, int64_t planes, int64_t count, int64_t stride,
+                        BFloat16Pair* out, int64_t out_stride) {
+  for (int64_t q = 0; 2 * q < planes; ++q) {
+    const float* first = in + 2 * q * stride;
+    const float* second = 2 * q + 1 < planes ? first + stride : nullptr;
+    BFloat16Pair* dst = out + q * out_stride;
+    for (int64_t k = 0; k < count; ++k) {
+      dst[k].bits = high_bits(first[k]) | (second == nullptr ? 0u : high_bits(second[k]) << 16);
+    }
+  }
+}
+
+// out[t] = (first[t'], second[t']) for the `taps` taps of two filters in
+// storage, t' = t or, flipped, taps - 1 - t; second may be null (zeros).
+inline void pair_filters(const BFloat16Bits* first, const BFloat16Bits* second, int64_t taps,
+                         bool flipped, BFloat16Pair* out) {
+  for (int64_t t = 0; t < taps; ++t) {
+    const int64_t from = flipped ? taps - 1 - t : t;
+    out[t].bits = first[from].bits | (second == nullptr ? 0u : uint32_t{second[from].bits} << 16);
+  }
+}
+
+// Rows widened by kPairPadding zero columns: a weight-gradient vector of 32
+// pixels that starts in a row's last 16 columns reads them.
+constexpr int64_t kPairPadding = 16;
+
+// bfloat16 copies of `planes` float planes of `rows` rows of `cols` values
+// (rows `cols` apart, planes `plane_stride` apart), each row followed by
+// kPairPadding zeros: rows cols + kPairPadding apart, planes
+// `out_plane_stride`.
+inline void narrow_planes(const float* in, int64_t planes, int64_t plane_stride, int64_t rows,
+                          int64_t cols, BFloat16Bits* out, int64_t out_plane_stride) {
+  const int64_t out_cols = cols + kPairPadding;
+  for (int64_t p = 0; p < planes; ++p) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* src = in + p * plane_stride + r * cols;
+      BFloat16Bits* dst = out + p * out_plane_stride + r * out_cols;
+      for (int64_t c = 0; c < cols; ++c) dst[c].bits = static_cast<uint16_t>(high_bits(src[c]));
+      std::memset(dst + cols, 0, sizeof(BFloat16Bits) * kPairPadding);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mula::cpu
