@@ -59,8 +59,9 @@ inline void pair_filters(const BFloat16Bits* first, const BFloat16Bits* second, 
 }
 
 // Rows widened by kPairPadding zero columns: a weight-gradient vector of 32
-// pixels that starts in a row's last 16 columns reads them.
-constexpr int64_t kPairPadding = 16;
+// pixels that starts in a row's last 16 columns reads up to 16 of them; 32
+// keep rows of a whole number of cache lines whole (aligned loads).
+constexpr int64_t kPairPadding = 32;
 
 // bfloat16 copies of `planes` float planes of `rows` rows of `cols` values
 // (rows `cols` apart, planes `plane_stride` apart), each row followed by

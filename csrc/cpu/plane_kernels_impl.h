@@ -4,8 +4,8 @@
 // and to float16 and bfloat16) and then includes this file, which holds the
 // work items (loops over planes) and the table of entry points and includes
 // the parts: storage_types.h (dtypes and rounding), plane_staging.h,
-// blocked_kernels.h (register-blocked tiles), general_loops.h (any shape)
-// and plane_dispatch.h (which of the two a plane takes).
+// blocked_kernels.h (register-blocked tiles), general_loops.h (any shape),
+// plane_dispatch.h (which of the two a plane takes) and bfloat16_pairs.h.
 // Everything here has internal linkage, so the builds for different ISAs
 // never meet at link time.
 //
@@ -24,7 +24,10 @@
 // dilation) in every dtype, with register-blocked tiles; when the
 // convolution is not depthwise, consecutive planes of one (sample, group)
 // run together through channel-blocked tiles (forward and grad_input), which
-// load each staged input vector once for several output planes. Everything
+// load each staged input vector once for several output planes; in a build
+// whose float vectors multiply bfloat16 pairs (bfloat16_pairs.h) a bfloat16
+// convolution that is not depthwise runs them, and its weight gradient, on
+// pairs of planes or pixels. Everything
 // else takes the general loops, which handle any size, stride, dilation and
 // padding.
 //
