@@ -95,15 +95,27 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
                    filters.get());
     }
     if (staged.needs_staging(n * s.groups + group)) {
-      for (int64_t icg = 0; icg < in_per_group; ++icg) {
-        const T* plane =
-            input + (n * s.in_channels + group * in_per_group + icg) * s.in_height * s.in_width;
-        stage_input_plane(plane, s, g, staged.plane(icg), row.get());
-      }
-      if constexpr (paired) {
-        if (blocked) {
-          pair_planes(staged.plane(0), in_per_group, g.in_rows * g.in_cols, in_plane,
-                      staged_pairs.get(), pair_plane);
+      const T* planes =
+          input + (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width;
+      const int64_t source_plane = s.in_height * s.in_width;
+      if (paired && blocked && s.stride_w == 1) {
+        if constexpr (paired) {  // the plain layout: pairs straight from storage
+          for (int64_t q = 0; 2 * q < in_per_group; ++q) {
+            const T* first = planes + 2 * q * source_plane;
+            stage_pair_plane(first, 2 * q + 1 < in_per_group ? first + source_plane : nullptr,
+                             s.in_height, s.in_width, s.pad_h, s.pad_w,
+                             staged_pairs.get() + q * pair_plane, g.in_rows, g.in_cols);
+          }
+        }
+      } else {
+        for (int64_t icg = 0; icg < in_per_group; ++icg) {
+          stage_input_plane(planes + icg * source_plane, s, g, staged.plane(icg), row.get());
+        }
+        if constexpr (paired) {
+          if (blocked) {
+            pair_planes(staged.plane(0), in_per_group, g.in_rows * g.in_cols, in_plane,
+                        staged_pairs.get(), pair_plane);
+          }
         }
       }
     }
@@ -212,12 +224,11 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
       if (staged_input.needs_staging(n * s.groups + group)) {
         for (int64_t icg = 0; icg < in_per_group; ++icg) {
           const T* plane = input + (n * s.in_channels + group * in_per_group + icg) * in_plane;
-          stage_input_plane(plane, b, g, staged_input.plane(icg), row.get());
-        }
-        if constexpr (kPairedBFloat16<T>) {
-          if (paired) {
-            narrow_planes(staged_input.plane(0), in_per_group, in_stage, g.in_rows, g.in_cols,
-                          input16.get(), in16_plane);
+          if (!paired) {
+            stage_input_plane(plane, b, g, staged_input.plane(icg), row.get());
+          } else if constexpr (kPairedBFloat16<T>) {  // b has stride 1: the plain layout
+            stage_bits_plane(plane, s.in_height, s.in_width, b.pad_h, b.pad_w,
+                             input16.get() + icg * in16_plane, g.in_rows, in16_cols);
           }
         }
       }
@@ -287,14 +298,26 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     count = min_of(min_of(block, end - item), in_per_group - icg);
     fill(grad_in.get(), count * grad_in_plane, Acc(0));
     if (staged_grad_output.needs_staging(n * s.groups + group)) {
-      for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
-        stage_grad_output(grad_output, n * s.out_channels + first_oc + ocg, s, g,
-                          staged_grad_output.plane(ocg));
-      }
-      if constexpr (paired) {
-        if (blocked) {
-          pair_planes(staged_grad_output.plane(0), out_per_group, g.go_rows * g.go_cols,
-                      go_plane, staged_pairs.get(), pair_plane);
+      if (paired && blocked && !spreads_grad_output(s)) {
+        if constexpr (paired) {  // the plain layout: pairs straight from storage
+          const int64_t source_plane = s.out_height * s.out_width;
+          for (int64_t q = 0; 2 * q < out_per_group; ++q) {
+            const T* first = grad_output + (n * s.out_channels + first_oc + 2 * q) * source_plane;
+            stage_pair_plane(first, 2 * q + 1 < out_per_group ? first + source_plane : nullptr,
+                             s.out_height, s.out_width, g.go_top, g.go_left,
+                             staged_pairs.get() + q * pair_plane, g.go_rows, g.go_cols);
+          }
+        }
+      } else {
+        for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
+          stage_grad_output(grad_output, n * s.out_channels + first_oc + ocg, s, g,
+                            staged_grad_output.plane(ocg));
+        }
+        if constexpr (paired) {
+          if (blocked) {
+            pair_planes(staged_grad_output.plane(0), out_per_group, g.go_rows * g.go_cols,
+                        go_plane, staged_pairs.get(), pair_plane);
+          }
         }
       }
     }
