@@ -65,41 +65,24 @@ inline void pair_filters(const BFloat16Bits* first, const BFloat16Bits* second, 
 inline void stage_pair_plane(const BFloat16Bits* first, const BFloat16Bits* second, int64_t rows,
                              int64_t cols, int64_t top, int64_t left, BFloat16Pair* buf,
                              int64_t buf_rows, int64_t buf_cols) {
-  const int64_t begin = clamp_to(left, 0, buf_cols);
-  const int64_t end = clamp_to(left + cols, 0, buf_cols);
-  for (int64_t r = 0; r < buf_rows; ++r) {
-    BFloat16Pair* dst = buf + r * buf_cols;
-    const int64_t src_row = r - top;
-    if (src_row < 0 || src_row >= rows) {
-      std::memset(dst, 0, sizeof(BFloat16Pair) * buf_cols);
-      continue;
-    }
-    std::memset(dst, 0, sizeof(BFloat16Pair) * begin);
-    const BFloat16Bits* a = first + src_row * cols - left;
-    const BFloat16Bits* b = second == nullptr ? nullptr : second + src_row * cols - left;
-    for (int64_t c = begin; c < end; ++c) {
-      dst[c].bits = a[c].bits | (b == nullptr ? 0u : uint32_t{b[c].bits} << 16);
-    }
-    std::memset(dst + end, 0, sizeof(BFloat16Pair) * (buf_cols - end));
-  }
+  stage_rows(rows, cols, top, left, buf, buf_rows, buf_cols,
+             [&](int64_t src_row, int64_t begin, int64_t end, BFloat16Pair* dst) {
+               const BFloat16Bits* a = first + src_row * cols - left;
+               const BFloat16Bits* b = second == nullptr ? nullptr : second + src_row * cols - left;
+               for (int64_t c = begin; c < end; ++c) {
+                 dst[c].bits = a[c].bits | (b == nullptr ? 0u : uint32_t{b[c].bits} << 16);
+               }
+             });
 }
 
 // stage_plane into bfloat16 itself: a copy with the zero margin.
 inline void stage_bits_plane(const BFloat16Bits* src, int64_t rows, int64_t cols, int64_t top,
                              int64_t left, BFloat16Bits* buf, int64_t buf_rows, int64_t buf_cols) {
-  const int64_t begin = clamp_to(left, 0, buf_cols);
-  const int64_t end = clamp_to(left + cols, 0, buf_cols);
-  for (int64_t r = 0; r < buf_rows; ++r) {
-    BFloat16Bits* dst = buf + r * buf_cols;
-    const int64_t src_row = r - top;
-    if (src_row < 0 || src_row >= rows) {
-      std::memset(dst, 0, sizeof(BFloat16Bits) * buf_cols);
-      continue;
-    }
-    std::memset(dst, 0, sizeof(BFloat16Bits) * begin);
-    std::memcpy(dst + begin, src + src_row * cols - left + begin, sizeof(BFloat16Bits) * (end - begin));
-    std::memset(dst + end, 0, sizeof(BFloat16Bits) * (buf_cols - end));
-  }
+  stage_rows(rows, cols, top, left, buf, buf_rows, buf_cols,
+             [&](int64_t src_row, int64_t begin, int64_t end, BFloat16Bits* dst) {
+               std::memcpy(dst + begin, src + src_row * cols - left + begin,
+                           sizeof(BFloat16Bits) * (end - begin));
+             });
 }
 
 // Rows widened by kPairPadding zero columns: a weight-gradient vector of 32

@@ -72,11 +72,14 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const int64_t block = blocked ? SimdFor<Acc>::kChannelBlock : 1;
   const int64_t in_plane = plane_stride_of<Acc>(g.in_rows * g.in_cols);
   const int64_t acc_plane = plane_stride_of<Acc>(s.out_height * g.out_cols);
-  StagedGroup<Acc> staged(in_per_group, in_plane);
+  constexpr bool paired = kPairedBFloat16<T>;
+  // Pairs staged straight from storage (stage_pair_plane) where the staged
+  // layout is the plain one; then no float plane or filter is staged.
+  const bool pairs_from_storage = paired && blocked && s.stride_w == 1;
+  StagedGroup<Acc> staged(pairs_from_storage ? 0 : in_per_group, in_plane);
   Scratch<Acc> row(g.in_cols);
   Scratch<Acc> acc(block * acc_plane);
-  Scratch<Acc> filters(block * in_per_group * taps);
-  constexpr bool paired = kPairedBFloat16<T>;
+  Scratch<Acc> filters(paired && blocked ? 0 : block * in_per_group * taps);
   const int64_t in_pairs = (in_per_group + 1) / 2;
   const int64_t pair_plane = plane_stride_of<BFloat16Pair>(g.in_rows * g.in_cols);
   Scratch<BFloat16Pair> staged_pairs(paired && blocked ? in_pairs * pair_plane : 0);
@@ -98,8 +101,8 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
       const T* planes =
           input + (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width;
       const int64_t source_plane = s.in_height * s.in_width;
-      if (paired && blocked && s.stride_w == 1) {
-        if constexpr (paired) {  // the plain layout: pairs straight from storage
+      if (pairs_from_storage) {
+        if constexpr (paired) {
           for (int64_t q = 0; 2 * q < in_per_group; ++q) {
             const T* first = planes + 2 * q * source_plane;
             stage_pair_plane(first, 2 * q + 1 < in_per_group ? first + source_plane : nullptr,
@@ -188,19 +191,20 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
                          max_of(int64_t{SimdFor<Acc>::kWeightChannelBlock},
                                 int64_t{1 << 20} / int64_t(sizeof(Acc) * go_plane)));
 
+  // The weight gradient's fast path on pairs of pixels: bfloat16 copies of
+  // the staged planes, rows widened by kPairPadding zeros (the input planes
+  // staged into them straight from storage, none in float). Not for
+  // depthwise convolutions: there each item stages its own planes, and
+  // copying them costs more than the pairs save.
+  const bool paired =
+      kPairedBFloat16<T> && !depthwise && a.grad_weight != nullptr && fast_kernel_size(b) != 0;
   Scratch<Acc> go_buf(block * go_plane);
   const int64_t in_stage = plane_stride_of<Acc>(g.in_rows * g.in_cols);
-  StagedGroup<Acc> staged_input(a.grad_weight != nullptr ? in_per_group : 0, in_stage);
+  StagedGroup<Acc> staged_input(a.grad_weight != nullptr && !paired ? in_per_group : 0, in_stage);
   Scratch<Acc> row(g.in_cols);
   Scratch<Acc> grad_w(block * in_per_group * taps);
   Scratch<Acc> grad_in(want_input ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
-  // The weight gradient's fast path on pairs of pixels: bfloat16 copies of
-  // the staged planes, rows widened by kPairPadding zeros.
-  // Not for depthwise convolutions: there each item stages its own planes,
-  // and copying them costs more than the pairs save.
-  const bool paired =
-      kPairedBFloat16<T> && !depthwise && a.grad_weight != nullptr && fast_kernel_size(b) != 0;
   const int64_t in16_cols = g.in_cols + kPairPadding;
   const int64_t go16_cols = g.go_cols + kPairPadding;
   const int64_t in16_plane = plane_stride_of<BFloat16Bits>(g.in_rows * in16_cols);
@@ -281,10 +285,13 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   const int64_t go_plane = plane_stride_of<Acc>(g.go_rows * g.go_cols);
   const int64_t grad_in_plane = plane_stride_of<Acc>(s.in_height * g.grad_in_cols);
 
-  StagedGroup<Acc> staged_grad_output(out_per_group, go_plane);
-  Scratch<Acc> grad_in(block * grad_in_plane);
-  Scratch<Acc> filters(block * out_per_group * taps);
   constexpr bool paired = kPairedBFloat16<T>;
+  // As in the forward: pairs straight from storage unless grad_output is
+  // spread out; then no float plane or filter is staged.
+  const bool pairs_from_storage = paired && blocked && !spreads_grad_output(s);
+  StagedGroup<Acc> staged_grad_output(pairs_from_storage ? 0 : out_per_group, go_plane);
+  Scratch<Acc> grad_in(block * grad_in_plane);
+  Scratch<Acc> filters(paired && blocked ? 0 : block * out_per_group * taps);
   const int64_t out_pairs = (out_per_group + 1) / 2;
   const int64_t pair_plane = plane_stride_of<BFloat16Pair>(g.go_rows * g.go_cols);
   Scratch<BFloat16Pair> staged_pairs(paired && blocked ? out_pairs * pair_plane : 0);
@@ -298,8 +305,8 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     count = min_of(min_of(block, end - item), in_per_group - icg);
     fill(grad_in.get(), count * grad_in_plane, Acc(0));
     if (staged_grad_output.needs_staging(n * s.groups + group)) {
-      if (paired && blocked && !spreads_grad_output(s)) {
-        if constexpr (paired) {  // the plain layout: pairs straight from storage
+      if (pairs_from_storage) {
+        if constexpr (paired) {
           const int64_t source_plane = s.out_height * s.out_width;
           for (int64_t q = 0; 2 * q < out_per_group; ++q) {
             const T* first = grad_output + (n * s.out_channels + first_oc + 2 * q) * source_plane;

@@ -231,24 +231,37 @@ void narrow_row(const Acc* src, T* dst, int64_t count) {
   for (; c < count; ++c) dst[c] = Storage<T>::from_acc(src[c]);
 }
 
+// A source plane (rows x cols) placed at (top, left) in buf (buf_rows x
+// buf_cols), zero outside it: copy(src_row, begin, end, dst) fills
+// dst[begin, end) of each buffer row that holds source row src_row, from
+// source columns begin - left .. end - left.
+template <typename E, typename Copy>
+void stage_rows(int64_t rows, int64_t cols, int64_t top, int64_t left, E* buf, int64_t buf_rows,
+                int64_t buf_cols, Copy&& copy) {
+  const int64_t begin = clamp_to(left, 0, buf_cols);
+  const int64_t end = clamp_to(left + cols, 0, buf_cols);
+  for (int64_t r = 0; r < buf_rows; ++r) {
+    E* dst = buf + r * buf_cols;
+    const int64_t src_row = r - top;
+    if (src_row < 0 || src_row >= rows) {
+      std::memset(dst, 0, sizeof(E) * buf_cols);
+      continue;
+    }
+    std::memset(dst, 0, sizeof(E) * begin);
+    copy(src_row, begin, end, dst);
+    std::memset(dst + end, 0, sizeof(E) * (buf_cols - end));
+  }
+}
+
 // buf[r][c] = src[r - top][c - left] where that is inside the source plane,
 // zero elsewhere; converts to the accumulation type.
 template <typename T, typename Acc>
 void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top, int64_t left, Acc* buf,
                  int64_t buf_rows, int64_t buf_cols) {
-  const int64_t begin = clamp_to(left, 0, buf_cols);
-  const int64_t end = clamp_to(left + cols, 0, buf_cols);
-  for (int64_t r = 0; r < buf_rows; ++r) {
-    Acc* dst = buf + r * buf_cols;
-    const int64_t src_row = r - top;
-    if (src_row < 0 || src_row >= rows) {
-      std::memset(dst, 0, sizeof(Acc) * buf_cols);
-      continue;
-    }
-    std::memset(dst, 0, sizeof(Acc) * begin);
-    widen_row(src + src_row * cols - left + begin, dst + begin, end - begin);
-    std::memset(dst + end, 0, sizeof(Acc) * (buf_cols - end));
-  }
+  stage_rows(rows, cols, top, left, buf, buf_rows, buf_cols,
+             [&](int64_t src_row, int64_t begin, int64_t end, Acc* dst) {
+               widen_row(src + src_row * cols - left + begin, dst + begin, end - begin);
+             });
 }
 
 // A strided convolution's grad_output spread out to the stride-1 grid:

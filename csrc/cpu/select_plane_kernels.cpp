@@ -9,16 +9,21 @@
 namespace mula::cpu {
 namespace {
 
+// What each build's target pragma asks of the CPU. __builtin_cpu_supports
+// also checks that the OS saves the wide registers.
+bool has_avx512() { return __builtin_cpu_supports("avx512f"); }
+bool has_avx512_bf16() {
+  return has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
+}
+bool has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+
 const PlaneKernels& detect() {
-  // __builtin_cpu_supports also checks that the OS saves the wide registers.
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512bf16")) {
-    return plane_kernels_avx512_bf16();
-  }
-  if (__builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-    return plane_kernels_avx2();
-  }
+  if (has_avx512_bf16()) return plane_kernels_avx512_bf16();
+  if (has_avx512()) return plane_kernels_avx512();
+  if (has_avx2()) return plane_kernels_avx2();
   return plane_kernels_generic();
 }
 
@@ -32,15 +37,9 @@ const PlaneKernels& select_plane_kernels() {
   if (requested == nullptr || *requested == '\0') return detected;
   const std::string isa(requested);
   if (isa == "generic") return plane_kernels_generic();
-  if (isa == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c")) {
-    return plane_kernels_avx2();
-  }
-  if (isa == "avx512" && __builtin_cpu_supports("avx512f")) return plane_kernels_avx512();
-  if (isa == "avx512_bf16" && __builtin_cpu_supports("avx512f") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16")) {
-    return plane_kernels_avx512_bf16();
-  }
+  if (isa == "avx2" && has_avx2()) return plane_kernels_avx2();
+  if (isa == "avx512" && has_avx512()) return plane_kernels_avx512();
+  if (isa == "avx512_bf16" && has_avx512_bf16()) return plane_kernels_avx512_bf16();
   throw std::runtime_error("mula_ops: MULA_CPU_ISA=" + isa +
                            " is not one of avx512_bf16, avx512, avx2, generic, or this CPU lacks it");
 }
