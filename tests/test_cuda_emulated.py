@@ -3,8 +3,8 @@ the same independent oracles and case matrix as the CPU kernels.
 
 The kernel source, the launch code and the torch host code are exactly those of
 the CUDA build; only the launch itself differs (the emulator runs each block's
-threads as real threads with real barriers). The extension is compiled on the
-fly into build/emulated_cuda (about two minutes the first time)."""
+threads as fibers with real barriers). The extension is compiled on the fly
+into build/emulated_cuda (about fifteen seconds the first time)."""
 import os
 
 import pytest

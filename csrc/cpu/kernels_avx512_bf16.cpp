@@ -2,9 +2,10 @@
 // build (avx512_vectors.h) whose bfloat16 convolutions that are not
 // depthwise multiply in bfloat16 pairs (vdpbf16ps: two exact products
 // added to a float accumulator per lane, twice the work of a float
-// multiply-add). The target pragma applies to everything after it, so this
-// translation unit may only run once select_plane_kernels() has checked the
-// CPU.
+// multiply-add). Only bfloat16 is compiled here; the other dtypes run the
+// AVX-512 build's kernels. The target pragma applies to everything after
+// it, so this translation unit may only run once select_plane_kernels() has
+// checked the CPU.
 #include "plane_kernels.h"
 
 #include <cstdint>
@@ -54,7 +55,7 @@ struct SimdF32 : Avx512F32 {
 namespace mula::cpu {
 
 const PlaneKernels& plane_kernels_avx512_bf16() {
-  static const PlaneKernels kernels = make_plane_kernels("avx512_bf16");
+  static const PlaneKernels kernels = make_plane_kernels<&plane_kernels_avx512>("avx512_bf16");
   return kernels;
 }
 

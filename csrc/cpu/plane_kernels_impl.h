@@ -42,7 +42,9 @@
 // accesses, AVX-512: 133) and cost the forward about a quarter of its speed.
 #pragma GCC optimize("no-predictive-commoning")
 
+#include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "bfloat16_pairs.h"
 #include "plane_dispatch.h"  // and, through it, the other parts
@@ -370,14 +372,21 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   }
 }
 
-// One entry per table slot, dispatching on the dtype.
-template <template <typename> class Kernel, typename Args>
+// One entry per table slot, dispatching on the dtype. A build that only adds
+// a bfloat16 path of its own (avx512_bf16) compiles that dtype alone and
+// hands the others to the table `Others` (the same source, compiled once).
+template <template <typename> class Kernel, typename Args, auto Slot, auto Others>
 void for_dtype(const Args& a, int64_t begin, int64_t end) {
-  switch (a.dtype) {
-    case DType::kFloat: return Kernel<float>::run(a, begin, end);
-    case DType::kDouble: return Kernel<double>::run(a, begin, end);
-    case DType::kHalf: return Kernel<HalfBits>::run(a, begin, end);
-    case DType::kBFloat16: return Kernel<BFloat16Bits>::run(a, begin, end);
+  if constexpr (!std::is_same_v<decltype(Others), std::nullptr_t>) {
+    if (a.dtype != DType::kBFloat16) return (Others().*Slot)(a, begin, end);
+    return Kernel<BFloat16Bits>::run(a, begin, end);
+  } else {
+    switch (a.dtype) {
+      case DType::kFloat: return Kernel<float>::run(a, begin, end);
+      case DType::kDouble: return Kernel<double>::run(a, begin, end);
+      case DType::kHalf: return Kernel<HalfBits>::run(a, begin, end);
+      case DType::kBFloat16: return Kernel<BFloat16Bits>::run(a, begin, end);
+    }
   }
 }
 
@@ -398,10 +407,12 @@ struct BackwardInputKernel {
   }
 };
 
+template <auto Others = nullptr>
 PlaneKernels make_plane_kernels(const char* isa) {
-  return PlaneKernels{isa, &for_dtype<ForwardKernel, ForwardArgs>,
-                      &for_dtype<BackwardOutputKernel, BackwardArgs>,
-                      &for_dtype<BackwardInputKernel, BackwardArgs>};
+  return PlaneKernels{
+      isa, &for_dtype<ForwardKernel, ForwardArgs, &PlaneKernels::forward, Others>,
+      &for_dtype<BackwardOutputKernel, BackwardArgs, &PlaneKernels::backward_output_planes, Others>,
+      &for_dtype<BackwardInputKernel, BackwardArgs, &PlaneKernels::backward_input_planes, Others>};
 }
 
 }  // namespace

@@ -3,10 +3,13 @@
 // ASan/UBSan/TSan) on machines without a GPU.
 //
 // Faithful where it matters for catching bugs:
-// - the threads of a block are real std::threads running concurrently, so a
-//   missing __syncthreads is a data race TSan reports;
-// - __syncthreads is a real barrier (mutex + condition variable, which TSan
-//   understands);
+// - the threads of a block are threads of their own: in TSan builds real
+//   std::threads running concurrently, so a missing __syncthreads is a data
+//   race TSan reports; elsewhere fibers (fibers.h), each running up to
+//   its next barrier in turn, so a missing __syncthreads reads shared memory
+//   that no thread has written yet, on every run;
+// - __syncthreads is a real barrier (with real threads a mutex + condition
+//   variable, which TSan understands);
 // - dynamic shared memory is allocated per block with exactly the requested
 //   size, so an out-of-bounds index is a heap overflow ASan reports;
 // - warp shuffles and __syncwarp exchange values through a per-warp barrier.
@@ -32,6 +35,15 @@
 #include <thread>
 #include <vector>
 
+// Real threads where TSan must see them race, fibers elsewhere.
+#if defined(__SANITIZE_THREAD__)
+#define MULA_EMULATOR_OS_THREADS 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MULA_EMULATOR_OS_THREADS 1
+#endif
+#endif
+
 #define __global__
 #define __device__
 #define __host__
@@ -42,6 +54,9 @@
 #include "../half_rounding.h"
 #include "cost_model.h"
 #include "cuda_runtime_emulated.h"
+#if !MULA_EMULATOR_OS_THREADS
+#include "fibers.h"
+#endif
 
 // ---------------------------------------------------------------------------
 // Half types with CUDA's names and conversion functions, rounding as the CPU
@@ -63,6 +78,7 @@ namespace mula::emu {
 constexpr unsigned int kWarpSize = 32;
 
 // A reusable barrier for a fixed number of threads.
+#if MULA_EMULATOR_OS_THREADS
 class Barrier {
  public:
   explicit Barrier(unsigned int count) : count_(count) {}
@@ -86,6 +102,27 @@ class Barrier {
   unsigned int arrived_ = 0;
   std::uint64_t generation_ = 0;
 };
+#else
+class Barrier {
+ public:
+  explicit Barrier(unsigned int count) : count_(count) {}
+  void arrive_and_wait() {
+    Fibers::progress();
+    const std::uint64_t generation = generation_;
+    if (++arrived_ == count_) {
+      arrived_ = 0;
+      ++generation_;
+      return;
+    }
+    while (generation_ == generation) Fibers::yield();
+  }
+
+ private:
+  const unsigned int count_;
+  unsigned int arrived_ = 0;
+  std::uint64_t generation_ = 0;
+};
+#endif
 
 struct Warp {
   explicit Warp(unsigned int lanes) : barrier(lanes) {}
@@ -119,6 +156,21 @@ struct ThreadContext {
 };
 inline thread_local ThreadContext context;
 
+// Runs run(t) for every thread t of a block, concurrently: each real thread
+// has its own thread_locals, and each fiber its own context and cost log.
+template <typename Run>
+void run_block_threads(unsigned int count, Run& run) {
+#if MULA_EMULATOR_OS_THREADS
+  std::vector<std::thread> workers;
+  workers.reserve(count - 1);
+  for (unsigned int t = 1; t < count; ++t) workers.emplace_back(run, t);
+  run(0);
+  for (auto& worker : workers) worker.join();
+#else
+  Fibers::run(count, run, std::tie(context, current_log));
+#endif
+}
+
 inline Warp& current_warp() { return *context.block->warps[context.linear_thread / kWarpSize]; }
 inline unsigned int lane_id() { return context.linear_thread % kWarpSize; }
 inline unsigned char* block_shared_memory() { return context.block->shared.get(); }
@@ -139,8 +191,8 @@ inline std::vector<std::uint64_t> block_order(std::uint64_t blocks) {
 }
 
 // Runs kernel(args...) over the grid, one block after another in the order
-// above. The block's threads are real std::threads, created once per launch
-// and reused for every block; each block gets fresh barriers, warps and
+// above. The block's threads (real threads or fibers) are created once per
+// launch and reused for every block; each block gets fresh barriers, warps and
 // shared memory. While a CostModel is active only its share of the blocks
 // runs, each warp's leader costs the warp's requests after the block, and
 // the launch's cost is appended to the model.
@@ -194,11 +246,7 @@ cudaError_t launch(dim3 grid, dim3 block_dim, std::size_t shared_bytes, Kernel k
     }
     context = ThreadContext{};
   };
-  std::vector<std::thread> workers;
-  workers.reserve(thread_count - 1);
-  for (unsigned int t = 1; t < thread_count; ++t) workers.emplace_back(run, t);
-  run(0);
-  for (auto& worker : workers) worker.join();
+  run_block_threads(thread_count, run);
   if (model != nullptr) {
     cost.distinct_global_bytes = 32 * cost_detail::distinct(cost.sectors);
     cost.sectors = {};

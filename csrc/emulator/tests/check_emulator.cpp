@@ -1,9 +1,11 @@
 // Checks the CUDA emulator's own primitives against their CUDA semantics:
 // block/thread indices, __syncthreads, dynamic shared memory, warp shuffles,
 // __syncwarp and atomicAdd, and that every launch runs its blocks in its own
-// shuffled order. Exit status 0 when all hold.
+// shuffled order. Exit status 0 when all hold. With the argument
+// divergent_barrier it runs a block whose barrier one thread never reaches.
 #include <algorithm>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "../cuda_emulator.h"
@@ -55,9 +57,21 @@ int check_block_order() {
   return failures;
 }
 
+// Thread 0 leaves without reaching the barrier the others wait at.
+__global__ void divergent_barrier_kernel() {
+  if (threadIdx.x != 0) __syncthreads();
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "divergent_barrier") {
+    // Undefined in CUDA; the fiber engine stops with a message instead of
+    // hanging (ctest expects it). Real threads would wait for ever.
+    mula::emu::launch(dim3(1), dim3(64), 0, divergent_barrier_kernel);
+    std::printf("divergent barrier: returned\n");
+    return 1;
+  }
   const int blocks = 3, threads = 64;
   std::vector<int> block_sums(blocks), shuffled(32);
   int counter = 0;
