@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <type_traits>
 
 #include "blocked_kernels.h"
@@ -125,6 +127,12 @@ void weight_grad(const E* in, int64_t in_stride, int64_t plane_stride, int64_t p
                             go_stride, s, grad_w + (o * planes + p) * taps);
       }
     }
+  } else {
+    // Pixel pairs have no general loops: a caller that sent a shape without
+    // a fast kernel here would get grad_w unwritten. Stop instead.
+    std::fprintf(stderr, "mula_ops: internal error: bfloat16 pixel pairs for a %ldx%ld filter\n",
+                 static_cast<long>(s.kernel_h), static_cast<long>(s.kernel_w));
+    std::abort();
   }
 }
 
