@@ -30,6 +30,20 @@ def test_forward_matches_oracle_and_references(case, device):
                                    msg=lambda m: f"reference.{name}: {m}")
 
 
+@pytest.mark.parametrize("kernel", [(3, 3), (3, 5), (2, 2)], ids=str)
+@pytest.mark.parametrize("bias", ["shared", "per_sample"])
+def test_no_input_channels_give_the_bias(kernel, bias, device):
+    """A sum over no input channels is zero: every output is its bias, in the
+    register-blocked and the general paths alike (F.conv2d is no oracle here:
+    it returns no output channels)."""
+    case = ConvCase(2, 0, 3, 5, 6, kernel, padding=(1, 1), bias=bias)
+    x, w, b = make_inputs(case, device=device)
+    out = mula_ops.dynamic_conv2d(x, w, b, **case.kwargs)
+    per_sample_bias = b.expand(case.batch, -1) if b.dim() == 1 else b
+    assert out.shape[:2] == (case.batch, case.out_channels) and out.numel() > 0
+    assert torch.equal(out, per_sample_bias[:, :, None, None].expand_as(out))
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_backward_matches_oracle(case, device):
     inputs = make_inputs(case, device=device)

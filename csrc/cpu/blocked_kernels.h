@@ -72,7 +72,7 @@ constexpr int end_row_met(int i, int R, int S) { return i / S + 1 < R ? i / S + 
 template <typename Vec, int K, int R, int CV, int S, typename ColStep>
 inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w,
                            const typename Vec::Scalar* w, typename Vec::Scalar* out,
-                           int64_t out_stride) {
+                           int64_t out_stride, const typename Vec::Scalar* init) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
   constexpr int kRows = S * (R - 1) + K;
@@ -82,7 +82,9 @@ inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, Co
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 8
-    for (int c = 0; c < CV; ++c) acc[r][c] = Vec::load(out + r * out_stride + c * L);
+    for (int c = 0; c < CV; ++c) {
+      acc[r][c] = init != nullptr ? Vec::broadcast(*init) : Vec::load(out + r * out_stride + c * L);
+    }
   }
 #pragma GCC unroll 16
   for (int i = 0; i < kFirstFull && i < kRows; ++i) {
@@ -108,27 +110,30 @@ inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, Co
 template <typename Vec, int K, int R, int S = 1, typename ColStep>
 void correlate_rows(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w,
                     const typename Vec::Scalar* w, typename Vec::Scalar* out, int64_t out_stride,
-                    int64_t vectors) {
+                    int64_t vectors, const typename Vec::Scalar* init = nullptr) {
   constexpr int L = Vec::kLanes;
   constexpr int CV = Vec::kColBlock;
   int64_t v = 0;
   for (; v + CV <= vectors; v += CV) {
-    correlate_tile<Vec, K, R, CV, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+    correlate_tile<Vec, K, R, CV, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride,
+                                     init);
   }
   if constexpr (CV > 2) {
     for (; v + 2 <= vectors; v += 2) {
-      correlate_tile<Vec, K, R, 2, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+      correlate_tile<Vec, K, R, 2, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride,
+                                      init);
     }
   }
   for (; v < vectors; ++v) {
-    correlate_tile<Vec, K, R, 1, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride);
+    correlate_tile<Vec, K, R, 1, S>(in + v * L, in_stride, dilation_w, w, out + v * L, out_stride,
+                                    init);
   }
 }
 
 template <typename Vec, int K, typename ColStep>
 void correlate_fast(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* w, typename Vec::Scalar* out,
                     int64_t out_stride, int64_t rows, int64_t vectors, int64_t dilation_h,
-                    ColStep dilation_w) {
+                    ColStep dilation_w, const typename Vec::Scalar* init) {
   constexpr int R = Vec::kRowBlock;
   for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
     const typename Vec::Scalar* phase_in = in + phase * in_stride;
@@ -139,11 +144,11 @@ void correlate_fast(const typename Vec::Scalar* in, int64_t in_stride, const typ
     int64_t r = 0;
     for (; r + R <= phase_rows; r += R) {
       correlate_rows<Vec, K, R>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
-                           step_out, vectors);
+                           step_out, vectors, init);
     }
     for (; r < phase_rows; ++r) {
       correlate_rows<Vec, K, 1>(phase_in + r * step_in, step_in, dilation_w, w, phase_out + r * step_out,
-                           step_out, vectors);
+                           step_out, vectors, init);
     }
   }
 }

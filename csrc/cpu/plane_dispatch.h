@@ -39,19 +39,22 @@ void with_column_step(const ConvShape& s, Body&& body) {
   }
 }
 
+// out += in (x) w; with `init`, out = *init + in (x) w (the fast tiles start
+// their accumulators at *init in registers: no pass that fills out first).
 template <typename Acc>
 void correlate(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& s, int64_t rows,
-               int64_t cols, Acc* out, int64_t out_stride) {
+               int64_t cols, Acc* out, int64_t out_stride, const Acc* init = nullptr) {
   using Vec = SimdFor<Acc>;
   const int64_t vectors = cols / Vec::kLanes;
   if (with_kernel_size(fast_kernel_size(s), [&](auto k) {
         with_column_step(s, [&](auto step) {
           correlate_fast<Vec, decltype(k)::value>(in, in_stride, w, out, out_stride, rows, vectors,
-                                                  s.dilation_h, step);
+                                                  s.dilation_h, step, init);
         });
       })) {
     return;
   }
+  if (init != nullptr) fill(out, rows * out_stride, *init);
   if (with_kernel_size(blocked_kernel_size(s), [&](auto k) {
         correlate_strided<Vec, decltype(k)::value>(in, in_stride, w, s, out, out_stride, vectors);
       })) {

@@ -91,9 +91,11 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
     const int64_t oc = item % s.out_channels;
     const int64_t group = oc / out_per_group;
     count = min_of(min_of(block, end - item), out_per_group - oc % out_per_group);
-    for (int64_t o = 0; o < count; ++o) {
-      const int64_t b = a.bias_per_sample ? item + o : oc + o;
-      fill(acc.get() + o * acc_plane, acc_plane, bias == nullptr ? Acc(0) : to_acc(bias[b]));
+    const auto bias_of = [&](int64_t o) {
+      return bias == nullptr ? Acc(0) : to_acc(bias[a.bias_per_sample ? item + o : oc + o]);
+    };
+    if (blocked || in_per_group == 0) {  // else the first correlation starts at the bias
+      for (int64_t o = 0; o < count; ++o) fill(acc.get() + o * acc_plane, acc_plane, bias_of(o));
     }
     if (!(paired && blocked)) {
       load_filters(weight + item * in_per_group * taps, count * in_per_group, taps, false,
@@ -141,9 +143,12 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
                            s.out_height, g.out_cols, count, acc.get(), g.out_cols, acc_plane);
       }
     } else {
+      // One output plane (count is 1): the first input plane's correlation
+      // starts at the bias.
+      const Acc start = bias_of(0);
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
         correlate(staged.plane(icg), g.in_cols, filters.get() + icg * taps, s, s.out_height,
-                  g.out_cols, acc.get(), g.out_cols);
+                  g.out_cols, acc.get(), g.out_cols, icg == 0 ? &start : nullptr);
       }
     }
     for (int64_t o = 0; o < count; ++o) {
