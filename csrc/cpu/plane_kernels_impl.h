@@ -80,7 +80,11 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const bool pairs_from_storage = paired && blocked && s.stride_w == 1;
   StagedGroup<Acc> staged(pairs_from_storage ? 0 : in_per_group, in_plane);
   Scratch<Acc> row(g.in_cols);
-  Scratch<Acc> acc(block * acc_plane);
+  // One plane at a time, in the accumulation type, with rows of whole
+  // vectors: computed in place in the output, with no accumulator plane to
+  // store from.
+  const bool in_place = std::is_same_v<T, Acc> && !blocked && g.out_cols == s.out_width;
+  Scratch<Acc> acc(in_place ? 0 : block * acc_plane);
   Scratch<Acc> filters(paired && blocked ? 0 : block * in_per_group * taps);
   const int64_t in_pairs = (in_per_group + 1) / 2;
   const int64_t pair_plane = plane_stride_of<BFloat16Pair>(g.in_rows * g.in_cols);
@@ -94,8 +98,14 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
     const auto bias_of = [&](int64_t o) {
       return bias == nullptr ? Acc(0) : to_acc(bias[a.bias_per_sample ? item + o : oc + o]);
     };
-    if (blocked || in_per_group == 0) {  // else the first correlation starts at the bias
+    Acc* sums = acc.get();
+    if constexpr (std::is_same_v<T, Acc>) {
+      if (in_place) sums = output + item * s.out_height * s.out_width;
+    }
+    if (blocked) {
       for (int64_t o = 0; o < count; ++o) fill(acc.get() + o * acc_plane, acc_plane, bias_of(o));
+    } else if (in_per_group == 0) {  // else the first correlation starts at the bias
+      fill(sums, s.out_height * g.out_cols, bias_of(0));
     }
     if (!(paired && blocked)) {
       load_filters(weight + item * in_per_group * taps, count * in_per_group, taps, false,
@@ -148,10 +158,10 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
       const Acc start = bias_of(0);
       for (int64_t icg = 0; icg < in_per_group; ++icg) {
         correlate(staged.plane(icg), g.in_cols, filters.get() + icg * taps, s, s.out_height,
-                  g.out_cols, acc.get(), g.out_cols, icg == 0 ? &start : nullptr);
+                  g.out_cols, sums, g.out_cols, icg == 0 ? &start : nullptr);
       }
     }
-    for (int64_t o = 0; o < count; ++o) {
+    for (int64_t o = 0; o < count && !in_place; ++o) {
       store_plane(acc.get() + o * acc_plane, g.out_cols, s.out_height, s.out_width,
                   output + (item + o) * s.out_height * s.out_width);
     }
