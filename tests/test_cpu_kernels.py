@@ -131,3 +131,45 @@ def test_half_types_convert_exactly(dtype):
         assert torch.equal(got.view(torch.int16), expected.view(torch.int16)), tap
     nan = torch.full((1, 1, 1, 3), float("nan"), dtype=dtype)
     assert mula_ops.dynamic_conv2d(nan, torch.ones(1, 1, 1, 1, 1, dtype=dtype)).isnan().all()
+
+
+def _transparent_huge_pages_mode():
+    try:
+        setting = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return None
+    return setting[setting.index("[") + 1:setting.index("]")]
+
+
+def _asks_for_huge_pages(address):
+    """Whether the mapping holding `address` was advised MADV_HUGEPAGE (the
+    `hg` of its VmFlags in /proc/self/smaps)."""
+    inside = False
+    for line in open("/proc/self/smaps"):
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            start, end = (int(bound, 16) for bound in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == "VmFlags:":
+            return "hg" in line.split()[1:]
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+@pytest.mark.skipif(_transparent_huge_pages_mode() != "madvise" or "THP_MEM_ALLOC_ENABLE" in os.environ,
+                    reason="huge pages are asked for only where the system gives them on request")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_large_fresh_outputs_ask_for_huge_pages(setting, monkeypatch):
+    """A 32 MiB output and input gradient are mapped afresh by the C library
+    (over glibc's largest mmap threshold): the kernels advise huge pages for
+    them unless MULA_CPU_HUGE_PAGES=0, and the values are the same either way."""
+    monkeypatch.setenv("MULA_CPU_HUGE_PAGES", setting)
+    torch.manual_seed(0)
+    x = torch.randn(1, 64, 256, 256, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(1, 64, 1, 3, 3, dtype=torch.float64)
+    out = mula_ops.dynamic_conv2d(x, w, None, 1, 1, 1, 64)
+    (grad_input,) = torch.autograd.grad(out, x, out)
+    for tensor in (out, grad_input):
+        assert _asks_for_huge_pages(tensor.data_ptr() + tensor.nbytes // 2) == (setting == "1")
+    expected = torch.nn.functional.conv2d(x, w[0], padding=1, groups=64)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_input, torch.autograd.grad(expected, x, expected)[0], rtol=1e-12, atol=1e-12)

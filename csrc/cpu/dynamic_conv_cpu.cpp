@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "../dynamic_conv_driver.h"
+#include "huge_pages.h"
 #include "plane_kernels.h"
 
 // With torch's OpenMP backend at::parallel_for is an OpenMP loop compiled
@@ -44,8 +45,21 @@ void for_each_plane(void (*kernel)(const Args&, int64_t, int64_t), const Args& a
 // The general loops take any shape: nothing to refuse, no scratch to share.
 std::size_t prepare_cpu(const ConvShape&, DType) { return 0; }
 
+std::size_t element_bytes(DType dtype) {
+  switch (dtype) {
+    case DType::kDouble: return 8;
+    case DType::kFloat: return 4;
+    case DType::kHalf:
+    case DType::kBFloat16: return 2;
+  }
+  return 0;
+}
+
 void forward_cpu(const ForwardArgs& args, void*) {
   const ConvShape& s = args.shape;
+  cpu::advise_huge_pages(args.output, static_cast<std::size_t>(s.batch * s.out_channels *
+                                                               s.out_height * s.out_width) *
+                                          element_bytes(args.dtype));
   for_each_plane(cpu::select_plane_kernels().forward, args, s.batch * s.out_channels,
                  s.out_channels / s.groups);
 }
@@ -57,6 +71,11 @@ void backward_cpu(const BackwardArgs& args, void*, void*) {
   // Otherwise grad_input, which gathers over a group's grad_output planes,
   // takes a second pass over the input planes.
   const bool fused_input = is_depthwise(s);
+  if (args.grad_input != nullptr) {
+    cpu::advise_huge_pages(args.grad_input, static_cast<std::size_t>(s.batch * s.in_channels *
+                                                                     s.in_height * s.in_width) *
+                                                element_bytes(args.dtype));
+  }
   if (args.grad_weight != nullptr || args.grad_bias != nullptr ||
       (fused_input && args.grad_input != nullptr)) {
     for_each_plane(kernels.backward_output_planes, args, s.batch * s.out_channels,
