@@ -32,6 +32,16 @@ struct ColumnPhases {
 };
 inline int64_t column_offset(int j, const ColumnPhases& phases) { return phases.start[j]; }
 
+// The common strided case, column stride 2 without column dilation: filter
+// column j reads the phase j % 2 from its entry j / 2 on, so one runtime
+// offset (where the odd phase starts) leaves the others constants.
+struct StrideTwoColumns {
+  int64_t odd;
+};
+inline int64_t column_offset(int j, StrideTwoColumns columns) {
+  return (j % 2 != 0 ? columns.odd : 0) + j / 2;
+}
+
 // Adds input row i of a tile to the output rows r in [r_begin, r_end), which
 // it meets through filter row i - S * r (S: the row stride). Each input
 // vector is loaded once and feeds all those rows.
@@ -41,6 +51,11 @@ __attribute__((always_inline)) inline void correlate_input_row(
     int r_begin, int r_end, typename Vec::V (&acc)[R][CV]) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
+  // The same tap meets several input rows of a tile (through different
+  // output rows): hiding where the filter is keeps the compiler from
+  // holding every broadcast tap in a register across the unrolled rows,
+  // which spilled the strided tiles.
+  asm volatile("" : "+r"(w));
 #pragma GCC unroll 8
   for (int j = 0; j < K; ++j) {
     V taps[R];
@@ -164,19 +179,26 @@ void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride,
                        const typename Vec::Scalar* w, const ConvShape& s,
                        typename Vec::Scalar* out, int64_t out_stride, int64_t vectors) {
   constexpr int R = Vec::kRowBlock;
+  const auto rows_with = [&](auto columns) {
+    int64_t r = 0;
+    if (s.stride_h == 2 && s.dilation_h == 1) {
+      for (; r + R <= s.out_height; r += R) {
+        correlate_rows<Vec, K, R, 2>(in + r * 2 * in_stride, in_stride, columns, w,
+                                     out + r * out_stride, out_stride, vectors);
+      }
+    }
+    for (; r < s.out_height; ++r) {
+      correlate_rows<Vec, K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, columns,
+                                w, out + r * out_stride, out_stride, vectors);
+    }
+  };
+  if (s.stride_w == 2 && s.dilation_w == 1) {
+    rows_with(StrideTwoColumns{in_stride / 2});
+    return;
+  }
   ColumnPhases phases{};
   for (int j = 0; j < K; ++j) phases.start[j] = tap_column_start(s, in_stride, j);
-  int64_t r = 0;
-  if (s.stride_h == 2 && s.dilation_h == 1) {
-    for (; r + R <= s.out_height; r += R) {
-      correlate_rows<Vec, K, R, 2>(in + r * 2 * in_stride, in_stride, phases, w,
-                                   out + r * out_stride, out_stride, vectors);
-    }
-  }
-  for (; r < s.out_height; ++r) {
-    correlate_rows<Vec, K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, phases, w,
-                              out + r * out_stride, out_stride, vectors);
-  }
+  rows_with(phases);
 }
 
 // Pixels per vector of staged elements E: a vector's lanes, or twice as many
