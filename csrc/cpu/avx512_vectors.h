@@ -50,13 +50,13 @@ struct Avx512F32 : Avx512Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  // The even and odd entries of p[0 .. 2 * kLanes).
-  static void deinterleave(const float* p, V& even, V& odd) {
+  // The even and odd entries of the 2 * kLanes values in a, then b.
+  static void deinterleave(V a, V b, V& even, V& odd) {
     const __m512i even_index =
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd_index = _mm512_add_epi32(even_index, _mm512_set1_epi32(1));
-    even = _mm512_permutex2var_ps(load(p), even_index, load(p + kLanes));
-    odd = _mm512_permutex2var_ps(load(p), odd_index, load(p + kLanes));
+    even = _mm512_permutex2var_ps(a, even_index, b);
+    odd = _mm512_permutex2var_ps(a, odd_index, b);
   }
   // Halving tree in a fixed order, lane i + lane i + width for width 8, 4,
   // 2, 1, in registers (GCC 12's _mm512_reduce_add_ps trips
@@ -109,11 +109,11 @@ struct SimdF64 : Avx512Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
-  static void deinterleave(const double* p, V& even, V& odd) {
+  static void deinterleave(V a, V b, V& even, V& odd) {
     const __m512i even_index = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
     const __m512i odd_index = _mm512_add_epi64(even_index, _mm512_set1_epi64(1));
-    even = _mm512_permutex2var_pd(load(p), even_index, load(p + kLanes));
-    odd = _mm512_permutex2var_pd(load(p), odd_index, load(p + kLanes));
+    even = _mm512_permutex2var_pd(a, even_index, b);
+    odd = _mm512_permutex2var_pd(a, odd_index, b);
   }
   static double sum(V v) {
     const __m256d fours = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));

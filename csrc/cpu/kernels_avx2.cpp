@@ -51,8 +51,7 @@ struct SimdF32 : Avx2Blocking {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   // The even and odd entries of p[0 .. 2 * kLanes): shuffled within the
   // 128-bit halves, then the 64-bit pairs put in order.
-  static void deinterleave(const float* p, V& even, V& odd) {
-    const V a = load(p), b = load(p + kLanes);
+  static void deinterleave(V a, V b, V& even, V& odd) {
     even = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
     odd = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
   }
@@ -108,8 +107,7 @@ struct SimdF64 : Avx2Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
-  static void deinterleave(const double* p, V& even, V& odd) {
-    const V a = load(p), b = load(p + kLanes);
+  static void deinterleave(V a, V b, V& even, V& odd) {
     even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
     odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
   }

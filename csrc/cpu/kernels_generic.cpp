@@ -32,9 +32,9 @@ struct ScalarSimd {
   static V fma(V a, V b, V c) { return a * b + c; }
   static V in_register(V v) { return v; }
   static V add(V a, V b) { return a + b; }
-  static void deinterleave(const T* p, V& even, V& odd) {
-    even = p[0];
-    odd = p[1];
+  static void deinterleave(V a, V b, V& even, V& odd) {
+    even = a;
+    odd = b;
   }
   static T sum(V v) { return v; }
   template <typename S>

@@ -278,26 +278,48 @@ void stage_spread_plane(const T* src, const ConvShape& s, int64_t top, int64_t l
   }
 }
 
-// dst[phase * phase_cols + m] = row[phase + m * stride]: a staged row split
-// into its column phases; the common stride 2 with vector shuffles.
+// dst[phase * phase_cols + m] = padded[phase + m * 2], where padded is the
+// source row (width values) after `pad` zeros and followed by zeros: a row
+// split into its two column phases, the middle with vector shuffles of the
+// source itself. (Shuffling a padded copy written just before stalled: its
+// aligned loads straddle the unaligned stores, which the CPU cannot forward.)
+template <typename T, typename Acc>
+void split_in_two_phases(const T* src, int64_t width, int64_t pad, int64_t phase_cols, Acc* dst) {
+  using Vec = SimdFor<Acc>;
+  constexpr int64_t L = Vec::kLanes;
+  Acc* odd = dst + phase_cols;
+  const auto padded = [&](int64_t x) {
+    return x >= pad && x < pad + width ? to_acc(src[x - pad]) : Acc(0);
+  };
+  int64_t m = 0;
+  for (; m < phase_cols && 2 * m < pad; ++m) {
+    dst[m] = padded(2 * m);
+    odd[m] = padded(2 * m + 1);
+  }
+  // Whole vectors inside the source, the last one placed to end where the
+  // source (or the row) ends: it may overlap the one before.
+  const int64_t last = min_of(phase_cols - L, (pad + width) / 2 - L);
+  if (m <= last) {
+    for (int64_t at = m;; at = min_of(at + L, last)) {
+      const T* pair = src + 2 * at - pad;
+      typename Vec::V even_part, odd_part;
+      Vec::deinterleave(Vec::widen(pair), Vec::widen(pair + L), even_part, odd_part);
+      Vec::store(dst + at, even_part);
+      Vec::store(odd + at, odd_part);
+      if (at == last) break;
+    }
+    m = last + L;
+  }
+  for (; m < phase_cols; ++m) {
+    dst[m] = padded(2 * m);
+    odd[m] = padded(2 * m + 1);
+  }
+}
+
+// dst[phase * phase_cols + m] = row[phase + m * stride]: a padded row split
+// into its column phases.
 template <typename Acc>
 void split_phases(const Acc* row, int64_t stride, int64_t phase_cols, Acc* dst) {
-  if (stride == 2) {
-    using Vec = SimdFor<Acc>;
-    Acc* odd = dst + phase_cols;
-    int64_t m = 0;
-    for (; m + Vec::kLanes <= phase_cols; m += Vec::kLanes) {
-      typename Vec::V even_part, odd_part;
-      Vec::deinterleave(row + 2 * m, even_part, odd_part);
-      Vec::store(dst + m, even_part);
-      Vec::store(odd + m, odd_part);
-    }
-    for (; m < phase_cols; ++m) {
-      dst[m] = row[2 * m];
-      odd[m] = row[2 * m + 1];
-    }
-    return;
-  }
   for (int64_t phase = 0; phase < stride; ++phase) {
     Acc* run = dst + phase * phase_cols;
     for (int64_t m = 0; m < phase_cols; ++m) run[m] = row[phase + m * stride];
@@ -316,17 +338,20 @@ void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc*
     return;
   }
   const int64_t phase_cols = g.in_cols / s.stride_w;
-  // The padded row, converted once; each phase then picks every sw-th value.
+  // Otherwise the padded row, converted once; each phase then picks every
+  // sw-th value.
   std::memset(row, 0, sizeof(Acc) * g.in_cols);
   for (int64_t r = 0; r < g.in_rows; ++r) {
     Acc* dst = buf + r * g.in_cols;
     const int64_t src_row = r - s.pad_h;
     if (src_row < 0 || src_row >= s.in_height) {
       std::memset(dst, 0, sizeof(Acc) * g.in_cols);
-      continue;
+    } else if (s.stride_w == 2) {
+      split_in_two_phases(src + src_row * s.in_width, s.in_width, s.pad_w, phase_cols, dst);
+    } else {
+      widen_row(src + src_row * s.in_width, row + s.pad_w, s.in_width);
+      split_phases(row, s.stride_w, phase_cols, dst);
     }
-    widen_row(src + src_row * s.in_width, row + s.pad_w, s.in_width);
-    split_phases(row, s.stride_w, phase_cols, dst);
   }
 }
 
