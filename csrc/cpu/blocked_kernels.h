@@ -177,19 +177,20 @@ void correlate_fast(const typename Vec::Scalar* in, int64_t in_stride, const typ
 template <typename Vec, int K>
 void correlate_strided(const typename Vec::Scalar* in, int64_t in_stride,
                        const typename Vec::Scalar* w, const ConvShape& s,
-                       typename Vec::Scalar* out, int64_t out_stride, int64_t vectors) {
+                       typename Vec::Scalar* out, int64_t out_stride, int64_t vectors,
+                       const typename Vec::Scalar* init) {
   constexpr int R = Vec::kRowBlock;
   const auto rows_with = [&](auto columns) {
     int64_t r = 0;
     if (s.stride_h == 2 && s.dilation_h == 1) {
       for (; r + R <= s.out_height; r += R) {
         correlate_rows<Vec, K, R, 2>(in + r * 2 * in_stride, in_stride, columns, w,
-                                     out + r * out_stride, out_stride, vectors);
+                                     out + r * out_stride, out_stride, vectors, init);
       }
     }
     for (; r < s.out_height; ++r) {
       correlate_rows<Vec, K, 1>(in + r * s.stride_h * in_stride, in_stride * s.dilation_h, columns,
-                                w, out + r * out_stride, out_stride, vectors);
+                                w, out + r * out_stride, out_stride, vectors, init);
     }
   };
   if (s.stride_w == 2 && s.dilation_w == 1) {

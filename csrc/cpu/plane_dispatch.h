@@ -54,12 +54,13 @@ void correlate(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& 
       })) {
     return;
   }
-  if (init != nullptr) fill(out, rows * out_stride, *init);
   if (with_kernel_size(blocked_kernel_size(s), [&](auto k) {
-        correlate_strided<Vec, decltype(k)::value>(in, in_stride, w, s, out, out_stride, vectors);
+        correlate_strided<Vec, decltype(k)::value>(in, in_stride, w, s, out, out_stride, vectors,
+                                                   init);
       })) {
     return;
   }
+  if (init != nullptr) fill(out, rows * out_stride, *init);
   correlate_general(in, in_stride, w, s, out, out_stride);
 }
 
