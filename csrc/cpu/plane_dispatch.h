@@ -140,19 +140,22 @@ void weight_grad(const E* in, int64_t in_stride, int64_t plane_stride, int64_t p
   }
 }
 
-// Accumulates one grad_output plane's contribution to grad_input. go_buf is
-// the staged plane with its margin; taps are flipped for the fast path.
+// Accumulates one grad_output plane's contribution to grad_input; with
+// `init`, grad_in = *init + that contribution (as correlate). go_buf is the
+// staged plane with its margin; taps are flipped for the fast path.
 template <typename Acc>
 void input_grad(const Acc* go_buf, const Geometry& g, const Acc* taps, const ConvShape& s,
-                Acc* grad_in, int64_t grad_in_stride) {
+                Acc* grad_in, int64_t grad_in_stride, const Acc* init = nullptr) {
   if (fast_kernel_size(s) != 0) {
     // With the margin, the flipped correlation reads grad_output padded by
     // (k - 1) * dilation - pad, which starts pad rows and columns into the
     // staged plane.
     const Acc* padded = go_buf + s.pad_h * g.go_cols + s.pad_w;
-    correlate(padded, g.go_cols, taps, s, s.in_height, g.grad_in_cols, grad_in, grad_in_stride);
+    correlate(padded, g.go_cols, taps, s, s.in_height, g.grad_in_cols, grad_in, grad_in_stride,
+              init);
     return;
   }
+  if (init != nullptr) fill(grad_in, s.in_height * grad_in_stride, *init);
   input_grad_general(go_buf + g.go_top * g.go_cols + g.go_left, g.go_cols, taps, s, grad_in,
                      grad_in_stride);
 }

@@ -220,7 +220,10 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   StagedGroup<Acc> staged_input(a.grad_weight != nullptr && !paired ? in_per_group : 0, in_stage);
   Scratch<Acc> row(g.in_cols);
   Scratch<Acc> grad_w(block * in_per_group * taps);
-  Scratch<Acc> grad_in(want_input ? s.in_height * g.grad_in_cols : 0);
+  // grad_input in the accumulation type with rows of whole vectors:
+  // computed in place, with no accumulator plane to store from.
+  const bool input_in_place = std::is_same_v<T, Acc> && g.grad_in_cols == s.in_width;
+  Scratch<Acc> grad_in(want_input && !input_in_place ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
   const int64_t in16_cols = g.in_cols + kPairPadding;
   const int64_t go16_cols = g.go_cols + kPairPadding;
@@ -274,10 +277,14 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
     }
     if (want_input) {
       load_filters(weight + item * taps, 1, taps, fast_kernel_size(b) != 0, filter.get());
-      fill(grad_in.get(), s.in_height * g.grad_in_cols, Acc(0));
-      input_grad(go_buf.get(), g, filter.get(), b, grad_in.get(), g.grad_in_cols);
-      store_plane(grad_in.get(), g.grad_in_cols, s.in_height, s.in_width,
-                  static_cast<T*>(a.grad_input) + item * in_plane);
+      T* destination = static_cast<T*>(a.grad_input) + item * in_plane;
+      Acc* sums = grad_in.get();
+      if constexpr (std::is_same_v<T, Acc>) {
+        if (input_in_place) sums = destination;
+      }
+      const Acc zero(0);
+      input_grad(go_buf.get(), g, filter.get(), b, sums, g.grad_in_cols, &zero);
+      if (!input_in_place) store_plane(sums, g.grad_in_cols, s.in_height, s.in_width, destination);
     }
   }
 }
