@@ -13,13 +13,15 @@
 // - forward: stage the input plane with its zero halo (converted to the
 //   accumulation type, float or double), correlate it with the plane's
 //   filter into an accumulator plane that starts at the bias, round it into
-//   the output;
+//   the output (in float or double, with rows of whole vectors, the output
+//   itself is the accumulator plane);
 // - backward: stage the grad_output plane once, with a zero margin of the
 //   filter's span (for a strided convolution spread out to the stride-1
 //   grid, so that the strided backward is a stride-1 one), and from it
 //   compute grad_bias (its sum), grad_weight (one reduction per filter tap
 //   against the staged input plane) and grad_input (the forward correlation
-//   with the flipped filter over the margin: a gather, no scatter).
+//   with the flipped filter over the margin: a gather, no scatter; in place
+//   when the forward's would be).
 // Fast paths: a square 1x1, 3x3, 5x5 or 7x7 filter (any stride and
 // dilation) in every dtype, with register-blocked tiles; when the
 // convolution is not depthwise, consecutive planes of one (sample, group)
