@@ -6,6 +6,7 @@
 // its entry of the backend table (dynamic_conv_problem.h) and its stream.
 #pragma once
 
+#include <ATen/EmptyTensor.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sum.h>
@@ -151,6 +152,16 @@ inline std::size_t prepare(const Backend& backend, const ConvShape& shape, DType
   }
 }
 
+// at::empty, or with a backend's own allocator (for its outputs) the same
+// tensor in memory from it.
+inline at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options,
+                        c10::Allocator* allocator) {
+  if (allocator == nullptr) return at::empty(sizes, options);
+  return at::detail::empty_generic(sizes, allocator,
+                                   c10::DispatchKeySet(options.computeDispatchKey()),
+                                   options.dtype().toScalarType(), std::nullopt);
+}
+
 inline const void* data_or_null(const at::Tensor& t) {
   return t.defined() ? t.const_data_ptr() : nullptr;
 }
@@ -158,12 +169,13 @@ inline const void* data_or_null(const at::Tensor& t) {
 inline at::Tensor forward(const Backend& backend, const at::Tensor& input, const at::Tensor& weight,
                           const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
-                          void* stream) {
+                          void* stream, c10::Allocator* allocator = nullptr) {
   const ConvShape shape = check_arguments(input, weight, bias, stride, padding, dilation, groups);
   const DType dtype = dtype_of(input);
   prepare(backend, shape, dtype);
-  at::Tensor output = at::empty(
-      {shape.batch, shape.out_channels, shape.out_height, shape.out_width}, input.options());
+  at::Tensor output =
+      empty({shape.batch, shape.out_channels, shape.out_height, shape.out_width},
+            input.options(), allocator);
   if (output.numel() > 0) {
     const at::Tensor input_c = input.contiguous();
     const at::Tensor weight_c = weight.contiguous();
@@ -182,7 +194,8 @@ inline at::Tensor forward(const Backend& backend, const at::Tensor& input, const
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     const Backend& backend, const at::Tensor& grad_output, const at::Tensor& input,
     const at::Tensor& weight, at::IntArrayRef stride, at::IntArrayRef padding,
-    at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask, void* stream) {
+    at::IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask, void* stream,
+    c10::Allocator* allocator = nullptr) {
   const ConvShape shape =
       check_arguments(input, weight, std::nullopt, stride, padding, dilation, groups);
   check_grad_output(grad_output, input, shape);
@@ -190,7 +203,7 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
   const std::size_t workspace_bytes = prepare(backend, shape, dtype);
   const auto options = input.options();
   const auto requested = [&](int index, at::IntArrayRef sizes) {
-    return output_mask[index] ? at::empty(sizes, options) : at::empty({0}, options);
+    return output_mask[index] ? empty(sizes, options, allocator) : at::empty({0}, options);
   };
   at::Tensor grad_input = requested(0, input.sizes());
   at::Tensor grad_weight = requested(1, weight.sizes());

@@ -14,6 +14,10 @@ namespace mula {
 
 enum class DType { kFloat, kDouble, kHalf, kBFloat16 };
 
+static constexpr std::size_t element_bytes(DType dtype) {
+  return dtype == DType::kDouble ? 8 : dtype == DType::kFloat ? 4 : 2;
+}
+
 // input (N, C_in, H, W), weight (N, C_out, C_in / groups, kH, kW), output
 // (N, C_out, H_out, W_out): contiguous NCHW tensors of one dtype.
 struct ConvShape {

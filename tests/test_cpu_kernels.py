@@ -7,6 +7,7 @@ The operator's full matrix (shapes, gradcheck, opcheck, compile, determinism,
 bad input) is in test_dynamic_conv.py and runs on the build this CPU picks."""
 import itertools
 import os
+import resource
 
 import pytest
 import torch
@@ -163,6 +164,7 @@ def test_large_fresh_outputs_ask_for_huge_pages(setting, monkeypatch):
     (over glibc's largest mmap threshold): the kernels advise huge pages for
     them unless MULA_CPU_HUGE_PAGES=0, and the values are the same either way."""
     monkeypatch.setenv("MULA_CPU_HUGE_PAGES", setting)
+    monkeypatch.setenv("MULA_CPU_OUTPUT_POOL", "0")  # fresh memory, not a block kept from before
     torch.manual_seed(0)
     x = torch.randn(1, 64, 256, 256, dtype=torch.float64, requires_grad=True)
     w = torch.randn(1, 64, 1, 3, 3, dtype=torch.float64)
@@ -173,3 +175,36 @@ def test_large_fresh_outputs_ask_for_huge_pages(setting, monkeypatch):
     expected = torch.nn.functional.conv2d(x, w[0], padding=1, groups=64)
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad_input, torch.autograd.grad(expected, x, expected)[0], rtol=1e-12, atol=1e-12)
+
+
+def _minor_page_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+@pytest.mark.parametrize("pool", ["1", "0"])
+def test_large_outputs_reuse_freed_memory(pool, monkeypatch):
+    """An output of 32 MiB comes from the output pool: freed and asked for
+    again it is the same block, already in place (the call faults in almost
+    none of its 8192 pages), and every value is new. MULA_CPU_OUTPUT_POOL=0
+    maps it afresh each time."""
+    if pool == "0" and (_transparent_huge_pages_mode() == "always" or "THP_MEM_ALLOC_ENABLE" in os.environ):
+        pytest.skip("fresh memory faults in 2 MiB at a time here: too few faults to tell")
+    monkeypatch.setenv("MULA_CPU_OUTPUT_POOL", pool)
+    monkeypatch.setenv("MULA_CPU_HUGE_PAGES", "0")  # count 4 KiB pages
+    torch.manual_seed(0)
+    inputs = [torch.randn(1, 64, 256, 256, dtype=torch.float64) for _ in range(2)]
+    w = torch.randn(1, 64, 1, 3, 3, dtype=torch.float64)
+    faults, pointers = [], []
+    for x in inputs:
+        before = _minor_page_faults()
+        out = mula_ops.dynamic_conv2d(x, w, None, 1, 1, 1, 64)
+        faults.append(_minor_page_faults() - before)
+        pointers.append(out.data_ptr())
+        expected = torch.nn.functional.conv2d(x, w[0], padding=1, groups=64)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+        del out
+    pages = (32 << 20) // 4096
+    if pool == "1":
+        assert pointers[1] == pointers[0] and faults[1] < pages // 8, faults
+    else:
+        assert faults[1] > pages // 2, faults

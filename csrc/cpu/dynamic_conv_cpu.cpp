@@ -9,6 +9,7 @@
 
 #include "../dynamic_conv_driver.h"
 #include "huge_pages.h"
+#include "output_pool.h"
 #include "plane_kernels.h"
 
 // With torch's OpenMP backend at::parallel_for is an OpenMP loop compiled
@@ -45,21 +46,15 @@ void for_each_plane(void (*kernel)(const Args&, int64_t, int64_t), const Args& a
 // The general loops take any shape: nothing to refuse, no scratch to share.
 std::size_t prepare_cpu(const ConvShape&, DType) { return 0; }
 
-std::size_t element_bytes(DType dtype) {
-  switch (dtype) {
-    case DType::kDouble: return 8;
-    case DType::kFloat: return 4;
-    case DType::kHalf:
-    case DType::kBFloat16: return 2;
-  }
-  return 0;
+// Planes the kernels write: huge pages if their memory is fresh (huge_pages.h).
+void advise_huge_pages(void* data, int64_t planes, int64_t plane_elements, DType dtype) {
+  cpu::advise_huge_pages(
+      data, static_cast<std::size_t>(planes * plane_elements) * element_bytes(dtype));
 }
 
 void forward_cpu(const ForwardArgs& args, void*) {
   const ConvShape& s = args.shape;
-  cpu::advise_huge_pages(args.output, static_cast<std::size_t>(s.batch * s.out_channels *
-                                                               s.out_height * s.out_width) *
-                                          element_bytes(args.dtype));
+  advise_huge_pages(args.output, s.batch * s.out_channels, s.out_height * s.out_width, args.dtype);
   for_each_plane(cpu::select_plane_kernels().forward, args, s.batch * s.out_channels,
                  s.out_channels / s.groups);
 }
@@ -72,9 +67,8 @@ void backward_cpu(const BackwardArgs& args, void*, void*) {
   // takes a second pass over the input planes.
   const bool fused_input = is_depthwise(s);
   if (args.grad_input != nullptr) {
-    cpu::advise_huge_pages(args.grad_input, static_cast<std::size_t>(s.batch * s.in_channels *
-                                                                     s.in_height * s.in_width) *
-                                                element_bytes(args.dtype));
+    advise_huge_pages(args.grad_input, s.batch * s.in_channels, s.in_height * s.in_width,
+                      args.dtype);
   }
   if (args.grad_weight != nullptr || args.grad_bias != nullptr ||
       (fused_input && args.grad_input != nullptr)) {
@@ -92,7 +86,8 @@ const Backend kCpuBackend{"cpu", &prepare_cpu, &forward_cpu, &backward_cpu};
 at::Tensor dynamic_conv2d_cpu(const at::Tensor& input, const at::Tensor& weight,
                               const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
                               at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  return forward(kCpuBackend, input, weight, bias, stride, padding, dilation, groups, nullptr);
+  return forward(kCpuBackend, input, weight, bias, stride, padding, dilation, groups, nullptr,
+                 cpu::output_allocator());
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> dynamic_conv2d_backward_cpu(
@@ -100,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dynamic_conv2d_backward_cpu(
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups,
     std::array<bool, 3> output_mask) {
   return backward(kCpuBackend, grad_output, input, weight, stride, padding, dilation, groups,
-                  output_mask, nullptr);
+                  output_mask, nullptr, cpu::output_allocator());
 }
 
 }  // namespace

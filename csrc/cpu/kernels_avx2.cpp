@@ -49,8 +49,8 @@ struct SimdF32 : Avx2Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  // The even and odd entries of p[0 .. 2 * kLanes): shuffled within the
-  // 128-bit halves, then the 64-bit pairs put in order.
+  // The even and odd entries of the 2 * kLanes values in a, then b:
+  // shuffled within the 128-bit halves, then the 64-bit pairs put in order.
   static void deinterleave(V a, V b, V& even, V& odd) {
     even = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
     odd = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
