@@ -1,9 +1,9 @@
-// Transparent huge pages for large fresh outputs. glibc maps blocks of
-// 32 MiB and more afresh on every allocation (a float64 output at MuLA's
-// shape at N=4, any dtype at N=16), and the kernels' first touch then faults
-// them in one 4 KiB page at a time: 17 ms for 32 MiB on a 2-core KVM guest,
-// longer than the convolution. Asking for huge pages on the 2 MiB-aligned
-// interior of such a block takes 4.8 ms instead. A block whose pages are
+// Transparent huge pages for large fresh outputs: the output pool's first
+// blocks (output_pool.h), or every block with the pool off, and a heap that
+// glibc has handed back and grows again. The kernels' first touch faults
+// fresh memory in one 4 KiB page at a time: 17 ms for 32 MiB on a 2-core KVM
+// guest, longer than the convolution. Asking for huge pages on the 2 MiB-
+// aligned interior of such a block takes 4.8 ms instead. A block whose pages are
 // already resident (memory the heap reuses) is left alone, as is any
 // system whose transparent huge pages are `never` (nothing to ask) or
 // `always` (nothing to add). MULA_CPU_HUGE_PAGES=0 turns the advice off.
