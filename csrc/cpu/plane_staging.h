@@ -338,9 +338,9 @@ void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc*
     return;
   }
   const int64_t phase_cols = g.in_cols / s.stride_w;
-  // Otherwise the padded row, converted once; each phase then picks every
-  // sw-th value.
-  std::memset(row, 0, sizeof(Acc) * g.in_cols);
+  // Stride 2 splits the source rows themselves; other strides convert the
+  // padded row once into `row`, and each phase picks every sw-th value.
+  if (s.stride_w != 2) std::memset(row, 0, sizeof(Acc) * g.in_cols);
   for (int64_t r = 0; r < g.in_rows; ++r) {
     Acc* dst = buf + r * g.in_cols;
     const int64_t src_row = r - s.pad_h;
