@@ -101,19 +101,32 @@ inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, Co
       acc[r][c] = init != nullptr ? Vec::broadcast(*init) : Vec::load(out + r * out_stride + c * L);
     }
   }
+  // The row pointer steps down one row at a time, hidden from the compiler
+  // at each step: otherwise it computes every input row's address (and,
+  // with a runtime column offset, every row's odd-phase address) before the
+  // tiles of a row of tiles, more than the general registers hold, and the
+  // spilled addresses cost as much as the tile itself (AVX2, stride 2).
+  const typename Vec::Scalar* row = in;
+  const auto next_row = [&] {
+    row += in_stride;
+    asm("" : "+r"(row));
+  };
 #pragma GCC unroll 16
   for (int i = 0; i < kFirstFull && i < kRows; ++i) {
-    correlate_input_row<Vec, K, R, CV, S>(in + i * in_stride, dilation_w, w, i,
-                                          first_row_met(i, K, S), end_row_met(i, R, S), acc);
+    correlate_input_row<Vec, K, R, CV, S>(row, dilation_w, w, i, first_row_met(i, K, S),
+                                          end_row_met(i, R, S), acc);
+    next_row();
   }
 #pragma GCC unroll 1
   for (int i = kFirstFull; i <= kLastFull; ++i) {
-    correlate_input_row<Vec, K, R, CV, S>(in + i * in_stride, dilation_w, w, i, 0, R, acc);
+    correlate_input_row<Vec, K, R, CV, S>(row, dilation_w, w, i, 0, R, acc);
+    next_row();
   }
 #pragma GCC unroll 16
   for (int i = kFirstFull > kLastFull ? kFirstFull : kLastFull + 1; i < kRows; ++i) {
-    correlate_input_row<Vec, K, R, CV, S>(in + i * in_stride, dilation_w, w, i,
-                                          first_row_met(i, K, S), end_row_met(i, R, S), acc);
+    correlate_input_row<Vec, K, R, CV, S>(row, dilation_w, w, i, first_row_met(i, K, S),
+                                          end_row_met(i, R, S), acc);
+    next_row();
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
