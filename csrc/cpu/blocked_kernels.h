@@ -229,15 +229,17 @@ constexpr int pixels_per_vector = int(sizeof(typename Vec::V) / sizeof(E));
 // from the staged planes. Every output element still sums in the order
 // (p, i, j), so the block size never changes its bits.
 
-// out_o[r][c] += sum_{p,i,j} w[o * w_stride + p * K * K + i * K + j] *
+// out_o[r][c] += sum_{p,i,j} w[(p * K * K + i * K + j) * OB + o] *
 //                 in_p[r * row_step + i * tap_row + start[j] + c]
-// for R output rows of OB planes by CV vectors. E is the element of the
-// staged planes and filters: the accumulation type, or (where Vec has them)
-// BFloat16Pairs, so that p runs over pairs of planes.
+// for R output rows of OB planes by CV vectors, the filters packed by
+// pack_channel_filters (the OB taps a step broadcasts are neighbours: one
+// pointer reaches them all). E is the element of the staged planes and
+// filters: the accumulation type, or (where Vec has them) BFloat16Pairs, so
+// that p runs over pairs of planes.
 template <typename Vec, int K, int OB, int R, int CV, typename E>
 inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t planes,
                                    int64_t row_step, int64_t tap_row, const ColumnPhases& columns,
-                                   const E* w, int64_t w_stride, typename Vec::Scalar* out,
+                                   const E* w, typename Vec::Scalar* out,
                                    int64_t out_stride, int64_t out_plane_stride) {
   using V = typename Vec::V;
   using X = decltype(Vec::load(in));
@@ -255,7 +257,7 @@ inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t pl
   }
   for (int64_t p = 0; p < planes; ++p) {
     const E* plane = in + p * plane_stride;
-    const E* wp = w + p * K * K;
+    const E* wp = w + p * K * K * OB;
 #pragma GCC unroll 8
     for (int i = 0; i < K; ++i) {
 #pragma GCC unroll 8
@@ -271,7 +273,7 @@ inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t pl
         }
 #pragma GCC unroll 8
         for (int o = 0; o < OB; ++o) {
-          const X tap = Vec::broadcast(wp[o * w_stride + i * K + j]);
+          const X tap = Vec::broadcast(wp[(i * K + j) * OB + o]);
 #pragma GCC unroll 2
           for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
@@ -297,19 +299,18 @@ inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t pl
 template <typename Vec, int K, int OB, int R, typename E>
 void correlate_channel_rows(const E* in, int64_t plane_stride, int64_t planes, int64_t row_step,
                             int64_t tap_row, const ColumnPhases& columns, const E* w,
-                            int64_t w_stride,
                             typename Vec::Scalar* out, int64_t out_stride,
                             int64_t out_plane_stride, int64_t vectors) {
   constexpr int L = Vec::kLanes;
   int64_t v = 0;
   for (; v + 2 <= vectors; v += 2) {
     correlate_channel_tile<Vec, K, OB, R, 2>(in + v * L, plane_stride, planes, row_step, tap_row,
-                                             columns, w, w_stride, out + v * L, out_stride,
+                                             columns, w, out + v * L, out_stride,
                                              out_plane_stride);
   }
   if (v < vectors) {
     correlate_channel_tile<Vec, K, OB, R, 1>(in + v * L, plane_stride, planes, row_step, tap_row,
-                                             columns, w, w_stride, out + v * L, out_stride,
+                                             columns, w, out + v * L, out_stride,
                                              out_plane_stride);
   }
 }
@@ -319,7 +320,7 @@ void correlate_channel_rows(const E* in, int64_t plane_stride, int64_t planes, i
 template <typename Vec, int K, int OB, typename E>
 void correlate_channel_block(const E* in, int64_t in_stride, int64_t plane_stride,
                              int64_t planes, const ConvShape& s, const ColumnPhases& columns,
-                             const E* w, int64_t w_stride, typename Vec::Scalar* out, int64_t out_stride,
+                             const E* w, typename Vec::Scalar* out, int64_t out_stride,
                              int64_t out_plane_stride, int64_t rows, int64_t vectors) {
   constexpr int R = Vec::kChannelRowBlock;
   const int64_t tap_row = s.dilation_h * in_stride;
@@ -328,13 +329,13 @@ void correlate_channel_block(const E* in, int64_t in_stride, int64_t plane_strid
   if constexpr (R > 1) {
     for (; r + R <= rows; r += R) {
       correlate_channel_rows<Vec, K, OB, R>(in + r * row_step, plane_stride, planes, row_step,
-                                            tap_row, columns, w, w_stride, out + r * out_stride,
+                                            tap_row, columns, w, out + r * out_stride,
                                             out_stride, out_plane_stride, vectors);
     }
   }
   for (; r < rows; ++r) {
     correlate_channel_rows<Vec, K, OB, 1>(in + r * row_step, plane_stride, planes, row_step,
-                                          tap_row, columns, w, w_stride, out + r * out_stride,
+                                          tap_row, columns, w, out + r * out_stride,
                                           out_stride, out_plane_stride, vectors);
   }
 }
@@ -375,6 +376,31 @@ void weight_grad_rows(const E* in, int64_t in_stride, int64_t plane_stride, cons
   const int64_t step_go = go_stride * dilation_h;
   for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
     const int64_t phase_rows = (rows - phase + dilation_h - 1) / dilation_h;
+    if constexpr (K == 1) {
+      // A 1x1 filter: no window to keep, so along the rows, which reads
+      // every plane in order (a tile's planes need not fit in L1 together:
+      // pointwise float64 backward 12% faster on AVX2).
+      for (int64_t r = 0; r < phase_rows; ++r) {
+        const E* in_row = in + phase * in_stride + (kh0 + r) * step_in;
+        const E* go_row = go + phase * go_stride + r * step_go;
+        for (int64_t v = 0; v < vectors; ++v) {
+          X g[OB];
+#pragma GCC unroll 4
+          for (int o = 0; o < OB; ++o) g[o] = Vec::load(go_row + o * go_plane_stride + v * L);
+#pragma GCC unroll 8
+          for (int q = 0; q < PB; ++q) {
+#pragma GCC unroll 8
+            for (int j = 0; j < K; ++j) {
+              const X x = Vec::in_register(
+                  Vec::load(in_row + q * plane_stride + j * dilation_w + v * L));
+#pragma GCC unroll 4
+              for (int o = 0; o < OB; ++o) acc[o][q][0][j] = Vec::fma(g[o], x, acc[o][q][0][j]);
+            }
+          }
+        }
+      }
+      continue;
+    }
     // Down one column of vectors at a time: the KB grad_output rows that
     // meet input row ih are a window that moves down one row per step, so
     // each step loads one new grad_output vector per grad_output plane.
@@ -463,8 +489,9 @@ void weight_grad_tile(const E* in, int64_t in_stride, int64_t plane_stride, cons
 // The filters of `outs` grad_output planes against `planes` input planes,
 // grad_w laid out [o][p][tap]. Input planes outside, grad_output planes
 // inside: a block of input planes stays in L1 while the grad_output planes
-// stream past it. Within a plane each tap sums in the order (phase, row,
-// vector), then the lanes: the blocking never changes a bit.
+// stream past it. Within a plane each tap sums in a fixed order (phase, then
+// along the rows or down the columns, weight_grad_rows), then the lanes: the
+// blocking of planes never changes a bit.
 template <typename Vec, int K, typename E, typename ColStep>
 void weight_grad_fast(const E* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
                       const E* go, int64_t go_stride,

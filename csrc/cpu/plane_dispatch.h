@@ -70,10 +70,24 @@ inline bool channel_blocked(const ConvShape& s) {
   return !is_depthwise(s) && blocked_kernel_size(s) != 0;
 }
 
+// Calls body(o, std::integral_constant<int, OB>{}) for the blocks of OB
+// consecutive output planes that cover `channels`: the largest blocks first.
+template <typename Vec, typename Body>
+void for_each_channel_block(int64_t channels, Body&& body) {
+  int64_t o = 0;
+  const auto blocks_of = [&](auto block) {
+    for (; o + decltype(block)::value <= channels; o += decltype(block)::value) body(o, block);
+  };
+  blocks_of(std::integral_constant<int, Vec::kChannelBlock>{});
+  blocks_of(std::integral_constant<int, 4>{});
+  blocks_of(std::integral_constant<int, 2>{});
+  blocks_of(std::integral_constant<int, 1>{});
+}
+
 // out_o += sum_p w_o,p (x) in_p for `channels` output planes (out_plane_stride
 // apart) over `planes` staged planes (plane_stride apart), the filters laid
-// out [o][p][tap]: channel-blocked tiles, the largest blocks first. The
-// planes and filters hold Acc, or BFloat16Pair (p then runs over pairs).
+// out [o][p][tap]: channel-blocked tiles. The planes and filters hold Acc, or
+// BFloat16Pair (p then runs over pairs).
 template <typename Acc, typename E>
 void correlate_channels(const E* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
                         const E* w, const ConvShape& s, int64_t rows, int64_t cols,
@@ -84,20 +98,24 @@ void correlate_channels(const E* in, int64_t in_stride, int64_t plane_stride, in
     constexpr int K = decltype(k)::value;
     ColumnPhases columns{};
     for (int j = 0; j < K; ++j) columns.start[j] = tap_column_start(s, in_stride, j);
+    // Each block's filters packed [p][tap][o]: the taps a tile step
+    // broadcasts lie side by side, at constant offsets from one pointer
+    // (the block's filters read at o * w_stride took a register each, which
+    // the tiles spilled).
     const int64_t w_stride = planes * K * K;
-    int64_t o = 0;
-    const auto blocks_of = [&](auto block) {
+    Scratch<E> packed(channels * w_stride);
+    for_each_channel_block<Vec>(channels, [&](int64_t o, auto block) {
       constexpr int OB = decltype(block)::value;
-      for (; o + OB <= channels; o += OB) {
-        correlate_channel_block<Vec, K, OB>(in, in_stride, plane_stride, planes, s, columns,
-                                            w + o * w_stride, w_stride, out + o * out_plane_stride,
-                                            out_stride, out_plane_stride, rows, vectors);
+      E* dst = packed.get() + o * w_stride;
+      for (int64_t t = 0; t < w_stride; ++t) {
+        for (int b = 0; b < OB; ++b) dst[t * OB + b] = w[(o + b) * w_stride + t];
       }
-    };
-    blocks_of(std::integral_constant<int, Vec::kChannelBlock>{});
-    blocks_of(std::integral_constant<int, 4>{});
-    blocks_of(std::integral_constant<int, 2>{});
-    blocks_of(std::integral_constant<int, 1>{});
+    });
+    for_each_channel_block<Vec>(channels, [&](int64_t o, auto block) {
+      correlate_channel_block<Vec, K, decltype(block)::value>(
+          in, in_stride, plane_stride, planes, s, columns, packed.get() + o * w_stride,
+          out + o * out_plane_stride, out_stride, out_plane_stride, rows, vectors);
+    });
   });
 }
 
