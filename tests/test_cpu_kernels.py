@@ -6,8 +6,10 @@ types.
 The operator's full matrix (shapes, gradcheck, opcheck, compile, determinism,
 bad input) is in test_dynamic_conv.py and runs on the build this CPU picks."""
 import itertools
+import json
 import os
-import resource
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -177,34 +179,45 @@ def test_large_fresh_outputs_ask_for_huge_pages(setting, monkeypatch):
     torch.testing.assert_close(grad_input, torch.autograd.grad(expected, x, expected)[0], rtol=1e-12, atol=1e-12)
 
 
-def _minor_page_faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+# Two 32 MiB float64 outputs in a row, freed in between: the page faults of
+# each call, whether the second reused the first's block, and a check of its
+# values against PyTorch's convolution.
+_REUSE_PROBE = """
+import json, resource, torch, mula_ops
+torch.manual_seed(0)
+w = torch.randn(1, 64, 1, 3, 3, dtype=torch.float64)
+faults, same = [], []
+for x in [torch.randn(1, 64, 256, 256, dtype=torch.float64) for _ in range(2)]:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    out = mula_ops.dynamic_conv2d(x, w, None, 1, 1, 1, 64)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    same.append(out.data_ptr())
+    expected = torch.nn.functional.conv2d(x, w[0], padding=1, groups=64)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    del out
+print(json.dumps({"faults": faults, "same_block": same[0] == same[1]}))
+"""
 
 
 @pytest.mark.parametrize("pool", ["1", "0"])
-def test_large_outputs_reuse_freed_memory(pool, monkeypatch):
+def test_large_outputs_reuse_freed_memory(pool):
     """An output of 32 MiB comes from the output pool: freed and asked for
     again it is the same block, already in place (the call faults in almost
     none of its 8192 pages), and every value is new. MULA_CPU_OUTPUT_POOL=0
-    maps it afresh each time."""
+    maps it afresh each time. In a fresh process whose glibc maps every block
+    of 128 KiB and more and unmaps it when freed (a fixed mmap threshold), so
+    that without the pool nothing else can keep the block."""
     if pool == "0" and (_transparent_huge_pages_mode() == "always" or "THP_MEM_ALLOC_ENABLE" in os.environ):
         pytest.skip("fresh memory faults in 2 MiB at a time here: too few faults to tell")
-    monkeypatch.setenv("MULA_CPU_OUTPUT_POOL", pool)
-    monkeypatch.setenv("MULA_CPU_HUGE_PAGES", "0")  # count 4 KiB pages
-    torch.manual_seed(0)
-    inputs = [torch.randn(1, 64, 256, 256, dtype=torch.float64) for _ in range(2)]
-    w = torch.randn(1, 64, 1, 3, 3, dtype=torch.float64)
-    faults, pointers = [], []
-    for x in inputs:
-        before = _minor_page_faults()
-        out = mula_ops.dynamic_conv2d(x, w, None, 1, 1, 1, 64)
-        faults.append(_minor_page_faults() - before)
-        pointers.append(out.data_ptr())
-        expected = torch.nn.functional.conv2d(x, w[0], padding=1, groups=64)
-        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-        del out
+    env = dict(os.environ, MULA_CPU_OUTPUT_POOL=pool, MULA_CPU_HUGE_PAGES="0",  # count 4 KiB pages
+               MALLOC_MMAP_THRESHOLD_="131072")
+    run = subprocess.run([sys.executable, "-c", _REUSE_PROBE], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    faults = result["faults"]
     pages = (32 << 20) // 4096
     if pool == "1":
-        assert pointers[1] == pointers[0] and faults[1] < pages // 8, faults
+        assert result["same_block"] and faults[1] < pages // 8, result
     else:
-        assert faults[1] > pages // 2, faults
+        assert faults[1] > pages // 2, result
