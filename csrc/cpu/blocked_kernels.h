@@ -232,7 +232,7 @@ constexpr int pixels_per_vector = int(sizeof(typename Vec::V) / sizeof(E));
 // out_o[r][c] += sum_{p,i,j} w[(p * K * K + i * K + j) * OB + o] *
 //                 in_p[r * row_step + i * tap_row + start[j] + c]
 // for R output rows of OB planes by CV vectors, the filters packed by
-// pack_channel_filters (the OB taps a step broadcasts are neighbours: one
+// correlate_channels (the OB taps a step broadcasts are neighbours: one
 // pointer reaches them all). E is the element of the staged planes and
 // filters: the accumulation type, or (where Vec has them) BFloat16Pairs, so
 // that p runs over pairs of planes.
