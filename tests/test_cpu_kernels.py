@@ -74,9 +74,13 @@ def test_each_instruction_set_build_matches_the_reference(isa, monkeypatch):
 # Channel-blocked shapes (not depthwise) with odd numbers of planes per group
 # (5 input, 13 output), which the avx512_bf16 build pairs up with a zero
 # plane, and rows of 16 + 8 columns, whose weight gradient on pairs of
-# pixels reads into the zero padding.
+# pixels reads into the zero padding; and depthwise ones, which that build
+# runs on pairs of neighbouring taps (column dilation 2: pairs two columns
+# apart), with rows shorter than a vector of pairs (24 columns, 7x7) and
+# longer.
 BFLOAT16_CASES = [(1, 1, 1, 0, 1), (3, 1, 1, 1, 2), (3, 2, 1, 1, 2), (5, 1, 2, 4, 1), (7, 1, 1, 3, 2),
-                  (1, 2, 1, 0, 2)]
+                  (1, 2, 1, 0, 2), (3, 1, 1, 1, "dw"), (5, 1, 2, 4, "dw"), (7, 1, 1, 3, "dw"),
+                  (7, 1, (1, 2), 0, "dw")]
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -90,9 +94,11 @@ def test_bfloat16_sums_its_values_in_float(isa, monkeypatch):
     monkeypatch.setenv("MULA_CPU_ISA", isa)
     torch.manual_seed(0)
     for (k, s, d, p, groups), size in itertools.product(BFLOAT16_CASES, [(9, 24), (20, 40)]):
+        c_out = 10 if groups == "dw" else 26
+        groups = 10 if groups == "dw" else groups
         x, w, b = (t.to(torch.bfloat16) for t in (torch.randn(2, 10, *size),
-                                                  torch.randn(2, 26, 10 // groups, k, k),
-                                                  torch.randn(2, 26)))
+                                                  torch.randn(2, c_out, 10 // groups, k, k),
+                                                  torch.randn(2, c_out)))
         args = (s, p, d, groups)
         leaves = [t.double().requires_grad_() for t in (x, w, b)]
         expected = reference.unfold(*leaves, *args)
@@ -104,6 +110,29 @@ def test_bfloat16_sums_its_values_in_float(isa, monkeypatch):
         for name, value, want in zip(("output", "grad_input", "grad_weight", "grad_bias"), got, wanted):
             error = (value.double() - want).abs().max().item() / want.abs().max().item()
             assert error < 2 ** -7, (k, s, d, p, groups, size, name, error)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_an_infinity_reaches_only_the_outputs_whose_window_holds_it(isa, monkeypatch):
+    """No kernel multiplies a value outside a filter's window, not even by a
+    zero (infinity times zero is NaN): one +inf input, positive filters, and
+    the output is +inf exactly where the window covers it, finite elsewhere."""
+    if not _cpu_supports(isa):
+        pytest.skip(f"this CPU lacks {isa}")
+    monkeypatch.setenv("MULA_CPU_ISA", isa)
+    torch.manual_seed(0)
+    for (k, d, p, groups), dtype in itertools.product(
+            [(3, 1, 1, "dw"), (5, 2, 3, "dw"), (7, 1, 3, "dw"), (7, (1, 2), 2, "dw"), (3, 1, 1, 2)],
+            [torch.float32, torch.float64, torch.bfloat16, torch.float16]):
+        groups = 4 if groups == "dw" else groups
+        x = torch.zeros(1, 4, 12, 40)
+        x[0, :, 5, 17] = float("inf")
+        w = torch.rand(1, 4, 4 // groups, k, k) + 0.5
+        out = mula_ops.dynamic_conv2d(x.to(dtype), w.to(dtype), None, 1, p, d, groups)
+        covered = torch.nn.functional.conv2d(x.isinf().double(), torch.ones(4, 4 // groups, k, k,
+                                             dtype=torch.float64), None, 1, p, d, groups) > 0
+        assert not out.isnan().any(), (k, d, p, groups, dtype)
+        assert torch.equal(out.isinf(), covered), (k, d, p, groups, dtype)
 
 
 def test_unknown_instruction_set_is_rejected(monkeypatch):

@@ -74,6 +74,43 @@ __attribute__((always_inline)) inline void correlate_input_row(
   }
 }
 
+// Depthwise bfloat16 on tap pairs (builds whose float vectors multiply
+// bfloat16 pairs, bfloat16_pairs.h): the staged plane holds pairs[x] =
+// (in[x], in[x + dilation_w]) (stage_tap_pairs), filter row i's taps 2p and
+// 2p + 1 are one pair multiply-add against it, and an odd K's last tap reads
+// the pair shifted to (0, in[x]) against the filter pair (0, w) (pair_taps).
+// (K + 1) / 2 instructions per filter row instead of K, and no pair ever
+// multiplies a value outside the filter's window (a zero tap times an
+// infinity would be NaN). w holds (K + 1) / 2 filter pairs per row.
+template <typename Vec, int K, int R, int CV, int S, typename ColStep>
+__attribute__((always_inline)) inline void correlate_input_row(
+    const BFloat16Pair* row, ColStep dilation_w, const BFloat16Pair* w, int i, int r_begin,
+    int r_end, typename Vec::V (&acc)[R][CV]) {
+  static_assert(S == 1, "tap pairs are a stride-1 kernel");
+  using Pair = typename Vec::PairVector;
+  constexpr int L = Vec::kLanes;
+  constexpr int P = (K + 1) / 2;
+  asm volatile("" : "+r"(w));
+#pragma GCC unroll 4
+  for (int p = 0; p < P; ++p) {
+    Pair taps[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      taps[r] = Vec::broadcast((r >= r_begin && r < r_end) ? w[(i - r) * P + p] : BFloat16Pair{0});
+    }
+#pragma GCC unroll 8
+    for (int c = 0; c < CV; ++c) {
+      const Pair x = Vec::in_register(
+          2 * p + 1 < K ? Vec::load(row + column_offset(2 * p, dilation_w) + c * L)
+                        : Vec::low_to_high(Vec::load(row + column_offset(K - 1, dilation_w) + c * L)));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        if (r >= r_begin && r < r_end) acc[r][c] = Vec::fma(taps[r], x, acc[r][c]);
+      }
+    }
+  }
+}
+
 // The output rows of a tile that input row i meets: 0 <= i - S * r < K.
 constexpr int first_row_met(int i, int K, int S) { return i - K + 1 > 0 ? (i - K + S) / S : 0; }
 constexpr int end_row_met(int i, int R, int S) { return i / S + 1 < R ? i / S + 1 : R; }
@@ -84,9 +121,9 @@ constexpr int end_row_met(int i, int R, int S) { return i / S + 1 < R ? i / S + 
 // rows (unrolled, so the bounds are constants); the rows between reach all
 // R and run as a loop, which keeps the taps out of the registers the
 // accumulators need.
-template <typename Vec, int K, int R, int CV, int S, typename ColStep>
-inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w,
-                           const typename Vec::Scalar* w, typename Vec::Scalar* out,
+template <typename Vec, int K, int R, int CV, int S, typename E, typename ColStep>
+inline void correlate_tile(const E* in, int64_t in_stride, ColStep dilation_w, const E* w,
+                           typename Vec::Scalar* out,
                            int64_t out_stride, const typename Vec::Scalar* init) {
   using V = typename Vec::V;
   constexpr int L = Vec::kLanes;
@@ -106,7 +143,7 @@ inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, Co
   // with a runtime column offset, every row's odd-phase address) before the
   // tiles of a row of tiles, more than the general registers hold, and the
   // spilled addresses cost as much as the tile itself (AVX2, stride 2).
-  const typename Vec::Scalar* row = in;
+  const E* row = in;
   const auto next_row = [&] {
     row += in_stride;
     asm("" : "+r"(row));
@@ -135,9 +172,9 @@ inline void correlate_tile(const typename Vec::Scalar* in, int64_t in_stride, Co
   }
 }
 
-template <typename Vec, int K, int R, int S = 1, typename ColStep>
-void correlate_rows(const typename Vec::Scalar* in, int64_t in_stride, ColStep dilation_w,
-                    const typename Vec::Scalar* w, typename Vec::Scalar* out, int64_t out_stride,
+template <typename Vec, int K, int R, int S = 1, typename E, typename ColStep>
+void correlate_rows(const E* in, int64_t in_stride, ColStep dilation_w, const E* w,
+                    typename Vec::Scalar* out, int64_t out_stride,
                     int64_t vectors, const typename Vec::Scalar* init = nullptr) {
   constexpr int L = Vec::kLanes;
   constexpr int CV = Vec::kColBlock;
@@ -158,13 +195,15 @@ void correlate_rows(const typename Vec::Scalar* in, int64_t in_stride, ColStep d
   }
 }
 
-template <typename Vec, int K, typename ColStep>
-void correlate_fast(const typename Vec::Scalar* in, int64_t in_stride, const typename Vec::Scalar* w, typename Vec::Scalar* out,
+// E: the staged plane's element and the taps', Vec::Scalar or (tap pairs)
+// BFloat16Pair.
+template <typename Vec, int K, typename E, typename ColStep>
+void correlate_fast(const E* in, int64_t in_stride, const E* w, typename Vec::Scalar* out,
                     int64_t out_stride, int64_t rows, int64_t vectors, int64_t dilation_h,
                     ColStep dilation_w, const typename Vec::Scalar* init) {
   constexpr int R = Vec::kRowBlock;
   for (int64_t phase = 0; phase < dilation_h && phase < rows; ++phase) {
-    const typename Vec::Scalar* phase_in = in + phase * in_stride;
+    const E* phase_in = in + phase * in_stride;
     typename Vec::Scalar* phase_out = out + phase * out_stride;
     const int64_t step_in = in_stride * dilation_h;
     const int64_t step_out = out_stride * dilation_h;

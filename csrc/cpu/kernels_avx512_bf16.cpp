@@ -25,6 +25,7 @@ struct SimdF32 : Avx512F32 {
   using Avx512F32::fma;
   using Avx512F32::in_register;
   using Avx512F32::load;
+  using Avx512F32::store;
   // 16 lanes of two bfloat16 values each.
   struct PairVector {
     __m512i bits;
@@ -35,6 +36,21 @@ struct SimdF32 : Avx512F32 {
   static PairVector broadcast(BFloat16Pair x) {
     return {_mm512_set1_epi32(static_cast<int>(x.bits))};
   }
+  // (a[k], b[k]) for 16 values of each.
+  static PairVector pair_up(const BFloat16Bits* a, const BFloat16Bits* b) {
+    const __m512i low = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a)));
+    const __m512i high = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
+    return {_mm512_or_si512(low, _mm512_slli_epi32(high, 16))};
+  }
+  // The same from floats that hold bfloat16 values (their high halves).
+  static PairVector pair_up(const float* a, const float* b) {
+    const __m512i low = _mm512_srli_epi32(_mm512_castps_si512(_mm512_loadu_ps(a)), 16);
+    const __m512i high = _mm512_castps_si512(_mm512_loadu_ps(b));
+    return {_mm512_or_si512(low, _mm512_and_si512(high, _mm512_set1_epi32(~0xffff)))};
+  }
+  static void store(BFloat16Pair* p, PairVector v) { _mm512_storeu_si512(p, v.bits); }
+  // (0, low half) of each lane: one bfloat16 value of a pair on its own.
+  static PairVector low_to_high(PairVector v) { return {_mm512_slli_epi32(v.bits, 16)}; }
   static PairVector in_register(PairVector v) {
     asm("" : "+v"(v.bits));
     return v;

@@ -64,6 +64,27 @@ void correlate(const Acc* in, int64_t in_stride, const Acc* w, const ConvShape& 
   correlate_general(in, in_stride, w, s, out, out_stride);
 }
 
+// Whether a depthwise bfloat16 plane, in a build whose float vectors multiply
+// bfloat16 pairs, runs on tap pairs (correlate_input_row's BFloat16Pair
+// overload, blocked_kernels.h): a stride-1 3x3, 5x5 or
+// 7x7 filter (a 1x1 filter has no pair).
+inline bool tap_pairs(const ConvShape& s) { return fast_kernel_size(s) > 1; }
+
+// correlate on tap pairs: `pairs` the staged plane's tap pairs
+// (stage_tap_pairs or pair_neighbours), w the filter's pair_taps.
+template <typename Acc>
+void correlate_tap_pairs(const BFloat16Pair* pairs, int64_t in_stride, const BFloat16Pair* w,
+                         const ConvShape& s, int64_t rows, int64_t cols, Acc* out,
+                         int64_t out_stride, const Acc* init) {
+  using Vec = SimdFor<Acc>;
+  with_kernel_size(fast_kernel_size(s), [&](auto k) {
+    with_column_step(s, [&](auto step) {
+      correlate_fast<Vec, decltype(k)::value>(pairs, in_stride, w, out, out_stride, rows,
+                                              cols / Vec::kLanes, s.dilation_h, step, init);
+    });
+  });
+}
+
 // Whether a convolution that is not depthwise takes the channel-blocked
 // tiles (correlate_channels) for its forward and grad_input.
 inline bool channel_blocked(const ConvShape& s) {

@@ -29,7 +29,8 @@
 // load each staged input vector once for several output planes; in a build
 // whose float vectors multiply bfloat16 pairs (bfloat16_pairs.h) a bfloat16
 // convolution that is not depthwise runs them, and its weight gradient, on
-// pairs of planes or pixels. Everything
+// pairs of planes or pixels, and a depthwise one its forward and grad_input
+// (stride 1, 3x3 to 7x7) on pairs of neighbouring taps. Everything
 // else takes the general loops, which handle any size, stride, dilation and
 // padding.
 //
@@ -80,7 +81,8 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   // Pairs staged straight from storage (stage_pair_plane) where the staged
   // layout is the plain one; then no float plane or filter is staged.
   const bool pairs_from_storage = paired && blocked && s.stride_w == 1;
-  StagedGroup<Acc> staged(pairs_from_storage ? 0 : in_per_group, in_plane);
+  const bool on_tap_pairs = paired && !blocked && tap_pairs(s);
+  StagedGroup<Acc> staged(pairs_from_storage || on_tap_pairs ? 0 : in_per_group, in_plane);
   Scratch<Acc> row(g.in_cols);
   // One plane at a time, in the accumulation type, with rows of whole
   // vectors: computed in place in the output, with no accumulator plane to
@@ -92,6 +94,10 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const int64_t pair_plane = plane_stride_of<BFloat16Pair>(g.in_rows * g.in_cols);
   Scratch<BFloat16Pair> staged_pairs(paired && blocked ? in_pairs * pair_plane : 0);
   Scratch<BFloat16Pair> filter_pairs(paired && blocked ? block * in_pairs * taps : 0);
+  // A depthwise plane on tap pairs, staged straight from storage (then no
+  // float plane is staged).
+  Scratch<BFloat16Pair> staged_tap_pairs(on_tap_pairs ? g.in_rows * g.in_cols : 0);
+  Scratch<BFloat16Pair> tap_pair_filter(on_tap_pairs ? s.kernel_h * ((s.kernel_w + 1) / 2) : 0);
   for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
@@ -117,7 +123,12 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
       const T* planes =
           input + (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width;
       const int64_t source_plane = s.in_height * s.in_width;
-      if (pairs_from_storage) {
+      if (on_tap_pairs) {
+        if constexpr (paired) {
+          stage_tap_pairs<SimdF32>(planes, s.in_height, s.in_width, s.pad_h, s.pad_w,
+                                   s.dilation_w, staged_tap_pairs.get(), g.in_rows, g.in_cols);
+        }
+      } else if (pairs_from_storage) {
         if constexpr (paired) {
           for (int64_t q = 0; 2 * q < in_per_group; ++q) {
             const T* first = planes + 2 * q * source_plane;
@@ -153,6 +164,13 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
       } else {
         correlate_channels(staged.plane(0), g.in_cols, in_plane, in_per_group, filters.get(), s,
                            s.out_height, g.out_cols, count, acc.get(), g.out_cols, acc_plane);
+      }
+    } else if (on_tap_pairs) {
+      if constexpr (paired) {  // depthwise: one input plane
+        pair_taps(filters.get(), s.kernel_h, tap_pair_filter.get());
+        const Acc start = bias_of(0);
+        correlate_tap_pairs(staged_tap_pairs.get(), g.in_cols, tap_pair_filter.get(), s,
+                            s.out_height, g.out_cols, sums, g.out_cols, &start);
       }
     } else {
       // One output plane (count is 1): the first input plane's correlation
@@ -227,6 +245,11 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
   const bool input_in_place = std::is_same_v<T, Acc> && g.grad_in_cols == s.in_width;
   Scratch<Acc> grad_in(want_input && !input_in_place ? s.in_height * g.grad_in_cols : 0);
   Scratch<Acc> filter(taps);
+  // grad_input of a depthwise bfloat16 plane on tap pairs (as the forward),
+  // from the staged grad_output's pair_neighbours.
+  const bool input_on_tap_pairs = kPairedBFloat16<T> && want_input && tap_pairs(b);
+  Scratch<BFloat16Pair> go_tap_pairs(input_on_tap_pairs ? g.go_rows * g.go_cols : 0);
+  Scratch<BFloat16Pair> tap_pair_filter(input_on_tap_pairs ? b.kernel_h * ((b.kernel_w + 1) / 2) : 0);
   const int64_t in16_cols = g.in_cols + kPairPadding;
   const int64_t go16_cols = g.go_cols + kPairPadding;
   const int64_t in16_plane = plane_stride_of<BFloat16Bits>(g.in_rows * in16_cols);
@@ -285,7 +308,19 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
         if (input_in_place) sums = destination;
       }
       const Acc zero(0);
-      input_grad(go_buf.get(), g, filter.get(), b, sums, g.grad_in_cols, &zero);
+      if (input_on_tap_pairs) {
+        if constexpr (kPairedBFloat16<T>) {
+          pair_neighbours<SimdF32>(go_buf.get(), g.go_rows * g.go_cols, b.dilation_w,
+                                   go_tap_pairs.get());
+          pair_taps(filter.get(), b.kernel_h, tap_pair_filter.get());
+          // As input_grad's fast path: the flipped correlation over the margin.
+          correlate_tap_pairs(go_tap_pairs.get() + b.pad_h * g.go_cols + b.pad_w, g.go_cols,
+                              tap_pair_filter.get(), b, s.in_height, g.grad_in_cols, sums,
+                              g.grad_in_cols, &zero);
+        }
+      } else {
+        input_grad(go_buf.get(), g, filter.get(), b, sums, g.grad_in_cols, &zero);
+      }
       if (!input_in_place) store_plane(sums, g.grad_in_cols, s.in_height, s.in_width, destination);
     }
   }
