@@ -230,11 +230,9 @@ void backward_output_planes_typed(const BackwardArgs& a, int64_t begin, int64_t 
 
   // The weight gradient's fast path on pairs of pixels: bfloat16 copies of
   // the staged planes, rows widened by kPairPadding zeros (the input planes
-  // staged into them straight from storage, none in float). Not for
-  // depthwise convolutions: there each item stages its own planes, and
-  // copying them costs more than the pairs save.
+  // staged into them straight from storage, none in float).
   const bool paired =
-      kPairedBFloat16<T> && !depthwise && a.grad_weight != nullptr && fast_kernel_size(b) != 0;
+      kPairedBFloat16<T> && a.grad_weight != nullptr && fast_kernel_size(b) != 0;
   Scratch<Acc> go_buf(block * go_plane);
   const int64_t in_stage = plane_stride_of<Acc>(g.in_rows * g.in_cols);
   StagedGroup<Acc> staged_input(a.grad_weight != nullptr && !paired ? in_per_group : 0, in_stage);
