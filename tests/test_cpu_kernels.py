@@ -135,6 +135,126 @@ def test_an_infinity_reaches_only_the_outputs_whose_window_holds_it(isa, monkeyp
         assert torch.equal(out.isinf(), covered), (k, d, p, groups, dtype)
 
 
+# Shapes on the Winograd tiles (3x3, stride 1, enough planes per group;
+# csrc/cpu/winograd_tiles.h): odd and even output sizes (half tiles at the
+# edges), tile rows shorter and longer than a vector of tiles, padding 0 to
+# 3 (at 3 grad_input's margin, 2 - padding, crops grad_output), groups 2.
+# (in, out, groups), (height, width), padding.
+WINOGRAD_CASES = [((16, 24, 1), (9, 13), 1), ((32, 48, 2), (12, 40), 0), ((24, 16, 1), (21, 8), 2),
+                  ((16, 16, 1), (10, 11), 3)]
+
+
+def _float64_oracle(x, w, b, padding, groups, grad_output=None):
+    leaves = [t.detach().double().requires_grad_() for t in (x, w, b)]
+    out = reference.unfold(*leaves, 1, padding, 1, groups)
+    grad_output = torch.randn_like(out) if grad_output is None else grad_output.double()
+    return (out,) + torch.autograd.grad(out, leaves, grad_output), grad_output
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_winograd_tiles_match_the_reference(isa, monkeypatch):
+    """Forward and all three gradients on the Winograd tiles, in every dtype,
+    against float64; in float32 their bits differ from the direct tiles'
+    (MULA_CPU_WINOGRAD=0), which shows that the tiles ran."""
+    if not _cpu_supports(isa):
+        pytest.skip(f"this CPU lacks {isa}")
+    monkeypatch.setenv("MULA_CPU_ISA", isa)
+    torch.manual_seed(0)
+    for ((c_in, c_out, groups), size, padding), dtype in itertools.product(WINOGRAD_CASES, ISA_TOLERANCES):
+        x = torch.randn(2, c_in, *size)
+        w = torch.randn(2, c_out, c_in // groups, 3, 3) / (c_in // groups * 9) ** 0.5
+        b = torch.randn(2, c_out)
+        wanted, grad_output = _float64_oracle(x, w, b, padding, groups)
+        results = {}
+        for setting in ("1", "0"):
+            monkeypatch.setenv("MULA_CPU_WINOGRAD", setting)
+            leaves = [t.to(dtype).requires_grad_() for t in (x, w, b)]
+            out = mula_ops.dynamic_conv2d(*leaves, 1, padding, 1, groups)
+            results[setting] = (out,) + torch.autograd.grad(out, leaves, grad_output.to(dtype))
+            for name, value, want in zip(("output", "grad_input", "grad_weight", "grad_bias"),
+                                         results[setting], wanted):
+                error = (value.double() - want).abs().max().item() / want.abs().max().item()
+                assert error < ISA_TOLERANCES[dtype], (c_in, c_out, groups, size, padding, dtype, setting,
+                                                       name, error)
+        if dtype == torch.float32:
+            for name, on, off in zip(("output", "grad_input"), results["1"], results["0"]):
+                assert not torch.equal(on, off), (c_in, c_out, groups, size, padding, name)
+
+
+def test_winograd_tiles_in_bands_of_tile_rows(monkeypatch):
+    """A plane whose transformed inputs exceed the tiles' band (8 MiB: 32
+    float64 planes of 46 x 46 tiles) runs in bands of tile rows, forward and
+    grad_input."""
+    monkeypatch.delenv("MULA_CPU_WINOGRAD", raising=False)
+    torch.manual_seed(0)
+    x = torch.randn(1, 32, 92, 91, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(1, 32, 32, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(1, 32, dtype=torch.float64)
+    wanted, grad_output = _float64_oracle(x, w, b, 1, 1)
+    out = mula_ops.dynamic_conv2d(x, w, b, 1, 1)
+    got = (out,) + torch.autograd.grad(out, (x, w), grad_output)
+    for name, value, want in zip(("output", "grad_input", "grad_weight"), got, wanted):
+        assert (value - want).abs().max().item() < 1e-12 * want.abs().max().item(), name
+
+
+def test_winograd_error_stays_within_its_tile():
+    """A tile's rounding error scales with the values of its own 4x4 input
+    block: a value 1e20 times the rest spoils only the tiles whose blocks
+    hold it (with padding 1, outputs 8 to 11 around input 10), every other
+    output keeps float32's accuracy relative to its own window."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 32, 32, dtype=torch.float64)
+    x[0, :, 10, 10] = 1e20
+    w = torch.randn(1, 16, 16, 3, 3, dtype=torch.float64)
+    out = mula_ops.dynamic_conv2d(x.float(), w.float(), None, 1, 1).double()
+    expected = reference.unfold(x, w, None, 1, 1, 1, 1)
+    magnitude = reference.unfold(x.abs(), w.abs(), None, 1, 1, 1, 1)
+    away = torch.ones(32, 32, dtype=torch.bool)
+    away[8:12, 8:12] = False
+    error = ((out - expected).abs() / magnitude)[..., away]
+    assert error.max().item() < 1e-5
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_winograd_planes_with_an_infinity_take_the_direct_tiles(isa, monkeypatch):
+    """On the Winograd tiles an infinity would spread over its tiles as NaN:
+    those planes are computed again on the direct tiles, so +inf appears
+    exactly where a window holds it (forward and grad_input) and never NaN,
+    with the same bits on one thread and two."""
+    if not _cpu_supports(isa):
+        pytest.skip(f"this CPU lacks {isa}")
+    monkeypatch.setenv("MULA_CPU_ISA", isa)
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    for dtype in (torch.float32, torch.float64, torch.float16):
+        x = torch.rand(2, 16, 12, 40) + 0.5
+        x[0, :, 5, 17] = float("inf")
+        w = torch.rand(2, 24, 16, 3, 3) + 0.5
+        grad_output = torch.rand(2, 24, 12, 40) + 0.5
+        grad_output[1, :3, 0, 39] = float("inf")
+        x, w, grad_output = (t.to(dtype) for t in (x, w, grad_output))
+        covered = torch.nn.functional.conv2d(x.isinf().double(), torch.ones(24, 16, 3, 3, dtype=torch.float64),
+                                             None, 1, 1) > 0
+        covered_input = torch.nn.functional.conv_transpose2d(
+            grad_output.isinf().double(), torch.ones(24, 16, 3, 3, dtype=torch.float64), None, 1, 1) > 0
+        runs = []
+        try:
+            for count in (1, 2):
+                torch.set_num_threads(count)
+                leaf = x.clone().requires_grad_()
+                out = mula_ops.dynamic_conv2d(leaf, w, None, 1, 1)
+                runs.append((out, torch.autograd.grad(out, leaf, grad_output)[0]))
+        finally:
+            torch.set_num_threads(threads)
+        for out, grad_input in runs:
+            assert not out.isnan().any() and not grad_input.isnan().any(), dtype
+            assert torch.equal(out.isinf(), covered), dtype
+            assert torch.equal(grad_input.isinf(), covered_input), dtype
+        for one, two in zip(*runs):
+            assert torch.equal(one, two), dtype
+
+
 def test_unknown_instruction_set_is_rejected(monkeypatch):
     monkeypatch.setenv("MULA_CPU_ISA", "sse9")
     with pytest.raises(RuntimeError, match="MULA_CPU_ISA=sse9 is not one of avx512_bf16, avx512, avx2, generic"):

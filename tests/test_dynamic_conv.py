@@ -171,7 +171,8 @@ def test_torch_export(device):
 HALF_ULP = {torch.float16: 2.0 ** -10, torch.bfloat16: 2.0 ** -7, torch.float32: 2.0 ** -22}
 HALF_CASES = [NAMED_CASES[name] for name in (
     "dense_1x1_strided_dilated", "groups2_3x3_dilated", "groups2_5x5_strided", "depthwise_7x7_dilated",
-    "depthwise_3x5_strided", "depthwise_3x3", "groups2_strided_dilated")] + WIDE_GROUPS_CASES
+    "depthwise_3x5_strided", "depthwise_3x3", "groups2_strided_dilated", "dense_3x3_winograd",
+    "groups2_3x3_winograd")] + WIDE_GROUPS_CASES
 
 
 def _assert_within_ulp(actual, expected, magnitude, dtype, summed_over_samples=False):
@@ -221,7 +222,8 @@ def test_autocast_runs_in_lower_precision():
 
 
 @pytest.mark.parametrize("case", [NAMED_CASES[name] for name in (
-    "depthwise_1x1_strided", "dense_5x5_strided_dilated", "groups2_strided_dilated")] + WIDE_GROUPS_CASES,
+    "depthwise_1x1_strided", "dense_5x5_strided_dilated", "groups2_strided_dilated",
+    "groups2_3x3_winograd")] + WIDE_GROUPS_CASES,
     ids=lambda c: c.id)
 def test_bitwise_deterministic_across_runs_and_threads(case, device):
     def run():

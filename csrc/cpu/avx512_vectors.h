@@ -50,6 +50,8 @@ struct Avx512F32 : Avx512Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   // The even and odd entries of the 2 * kLanes values in a, then b.
   static void deinterleave(V a, V b, V& even, V& odd) {
     const __m512i even_index =
@@ -57,6 +59,14 @@ struct Avx512F32 : Avx512Blocking {
     const __m512i odd_index = _mm512_add_epi32(even_index, _mm512_set1_epi32(1));
     even = _mm512_permutex2var_ps(a, even_index, b);
     odd = _mm512_permutex2var_ps(a, odd_index, b);
+  }
+  // The inverse: 2 * kLanes values even[0], odd[0], even[1], ... into low, high.
+  static void interleave(V even, V odd, V& low, V& high) {
+    const __m512i low_index =
+        _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i high_index = _mm512_add_epi32(low_index, _mm512_set1_epi32(8));
+    low = _mm512_permutex2var_ps(even, low_index, odd);
+    high = _mm512_permutex2var_ps(even, high_index, odd);
   }
   // Halving tree in a fixed order, lane i + lane i + width for width 8, 4,
   // 2, 1, in registers (GCC 12's _mm512_reduce_add_ps trips
@@ -109,11 +119,19 @@ struct SimdF64 : Avx512Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   static void deinterleave(V a, V b, V& even, V& odd) {
     const __m512i even_index = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
     const __m512i odd_index = _mm512_add_epi64(even_index, _mm512_set1_epi64(1));
     even = _mm512_permutex2var_pd(a, even_index, b);
     odd = _mm512_permutex2var_pd(a, odd_index, b);
+  }
+  static void interleave(V even, V odd, V& low, V& high) {
+    const __m512i low_index = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i high_index = _mm512_add_epi64(low_index, _mm512_set1_epi64(4));
+    low = _mm512_permutex2var_pd(even, low_index, odd);
+    high = _mm512_permutex2var_pd(even, high_index, odd);
   }
   static double sum(V v) {
     const __m256d fours = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));

@@ -49,11 +49,21 @@ struct SimdF32 : Avx2Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   // The even and odd entries of the 2 * kLanes values in a, then b:
   // shuffled within the 128-bit halves, then the 64-bit pairs put in order.
   static void deinterleave(V a, V b, V& even, V& odd) {
     even = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
     odd = pairs_in_order(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  // The inverse: even[0], odd[0], even[1], ... into low, high (interleaved
+  // within the 128-bit halves, then the halves put in order).
+  static void interleave(V even, V odd, V& low, V& high) {
+    const V first = _mm256_unpacklo_ps(even, odd);
+    const V second = _mm256_unpackhi_ps(even, odd);
+    low = _mm256_permute2f128_ps(first, second, 0x20);
+    high = _mm256_permute2f128_ps(first, second, 0x31);
   }
   static V pairs_in_order(V v) {
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
@@ -107,6 +117,14 @@ struct SimdF64 : Avx2Blocking {
     return v;
   }
   static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_pd(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_pd(a, b); }
+  static void interleave(V even, V odd, V& low, V& high) {
+    const V first = _mm256_unpacklo_pd(even, odd);
+    const V second = _mm256_unpackhi_pd(even, odd);
+    low = _mm256_permute2f128_pd(first, second, 0x20);
+    high = _mm256_permute2f128_pd(first, second, 0x31);
+  }
   static void deinterleave(V a, V b, V& even, V& odd) {
     even = _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
     odd = _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));

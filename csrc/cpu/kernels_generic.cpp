@@ -38,9 +38,15 @@ struct ScalarSimd {
   static V fma(V a, V b, V c) { return a * b + c; }
   static V in_register(V v) { return v; }
   static V add(V a, V b) { return a + b; }
+  static V sub(V a, V b) { return a - b; }
+  static V mul(V a, V b) { return a * b; }
   static void deinterleave(V a, V b, V& even, V& odd) {
     even = a;
     odd = b;
+  }
+  static void interleave(V even, V odd, V& low, V& high) {
+    low = even;
+    high = odd;
   }
   static T sum(V v) { return v; }
   template <typename S>

@@ -5,7 +5,8 @@
 // work items (loops over planes) and the table of entry points and includes
 // the parts: storage_types.h (dtypes and rounding), plane_staging.h,
 // blocked_kernels.h (register-blocked tiles), general_loops.h (any shape),
-// plane_dispatch.h (which of the two a plane takes) and bfloat16_pairs.h.
+// plane_dispatch.h (which of the two a plane takes), bfloat16_pairs.h and
+// winograd_tiles.h.
 // Everything here has internal linkage, so the builds for different ISAs
 // never meet at link time.
 //
@@ -30,9 +31,11 @@
 // whose float vectors multiply bfloat16 pairs (bfloat16_pairs.h) a bfloat16
 // convolution that is not depthwise runs them, and its weight gradient, on
 // pairs of planes or pixels, and a depthwise one its forward and grad_input
-// (stride 1, 3x3 to 7x7) on pairs of neighbouring taps. Everything
-// else takes the general loops, which handle any size, stride, dilation and
-// padding.
+// (stride 1, 3x3 to 7x7) on pairs of neighbouring taps. A 3x3 stride-1
+// convolution over enough planes that is not depthwise runs its forward and
+// grad_input on Winograd tiles instead (winograd_tiles.h), except in
+// bfloat16 on pairs. Everything else takes the general loops, which handle
+// any size, stride, dilation and padding.
 //
 // Within a plane every sum runs in a fixed order, whichever tile or block
 // computes it, and planes never share an output element, so results do not
@@ -51,6 +54,7 @@
 
 #include "bfloat16_pairs.h"
 #include "plane_dispatch.h"  // and, through it, the other parts
+#include "winograd_tiles.h"
 
 namespace mula::cpu {
 namespace {
@@ -429,6 +433,84 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   }
 }
 
+// Whether a convolution of storage type T runs on Winograd tiles
+// (winograd_tiles.h): bfloat16 on vdpbf16ps pairs stays with them.
+template <typename T>
+bool on_winograd_tiles(const ConvShape& s) {
+  return !kPairedBFloat16<T> && winograd_tiles(s) && winograd_enabled();
+}
+
+// The forward on Winograd tiles: blocks of consecutive items of one
+// (sample, group). A plane with a value that is not finite (an infinity or
+// NaN among its inputs or filters, or an overflow) is computed again on the
+// direct tiles, which give it the values of its own windows.
+template <typename T>
+void forward_winograd_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
+  using Acc = AccOf<T>;
+  const ConvShape& s = a.shape;
+  const int64_t in_per_group = s.in_channels / s.groups;
+  const int64_t out_per_group = s.out_channels / s.groups;
+  const auto* input = static_cast<const T*>(a.input);
+  const auto* weight = static_cast<const T*>(a.weight);
+  const auto* bias = static_cast<const T*>(a.bias);
+  using Tiles = WinogradTiles<Acc>;
+  Tiles tiles({in_per_group, s.in_height, s.in_width, s.pad_h, s.pad_w, s.out_height,
+               s.out_width});
+  Acc start[Tiles::kMaxBlock];
+  for (int64_t item = begin, count = 1; item < end; item += count) {
+    const int64_t n = item / s.out_channels;
+    const int64_t oc = item % s.out_channels;
+    const int64_t group = oc / out_per_group;
+    count = min_of(min_of(Tiles::kMaxBlock, end - item), out_per_group - oc % out_per_group);
+    for (int64_t o = 0; o < count; ++o) {
+      start[o] = bias == nullptr ? Acc(0) : to_acc(bias[a.bias_per_sample ? item + o : oc + o]);
+    }
+    tiles.load_filters(weight + item * in_per_group * 9, in_per_group * 9, 9, false, count);
+    const uint32_t finite =
+        tiles.run(input + (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width,
+                  n * s.groups + group, count, start,
+                  static_cast<T*>(a.output) + item * s.out_height * s.out_width);
+    for (int64_t o = 0; o < count; ++o) {
+      if (!(finite >> o & 1)) forward_planes<T>(a, item + o, item + o + 1);
+    }
+  }
+}
+
+// grad_input on Winograd tiles: the flipped correlation of the group's
+// grad_output planes over a margin of 2 - padding, for blocks of
+// consecutive items of one (sample, group); as in the forward, a plane with
+// a value that is not finite again on the direct tiles.
+template <typename T>
+void backward_input_winograd_planes(const BackwardArgs& a, int64_t begin, int64_t end) {
+  using Acc = AccOf<T>;
+  const ConvShape& s = a.shape;
+  const int64_t in_per_group = s.in_channels / s.groups;
+  const int64_t out_per_group = s.out_channels / s.groups;
+  const auto* grad_output = static_cast<const T*>(a.grad_output);
+  const auto* weight = static_cast<const T*>(a.weight);
+  using Tiles = WinogradTiles<Acc>;
+  Tiles tiles({out_per_group, s.out_height, s.out_width, 2 - s.pad_h, 2 - s.pad_w, s.in_height,
+               s.in_width});
+  const Acc zeros[Tiles::kMaxBlock] = {};
+  for (int64_t item = begin, count = 1; item < end; item += count) {
+    const int64_t n = item / s.in_channels;
+    const int64_t ic = item % s.in_channels;
+    const int64_t group = ic / in_per_group;
+    const int64_t first_out = n * s.out_channels + group * out_per_group;
+    count = min_of(min_of(Tiles::kMaxBlock, end - item), in_per_group - ic % in_per_group);
+    // Filter (oc, ic) of this sample, flipped: the next item's is the next
+    // filter, the next grad_output plane's a filter block further.
+    tiles.load_filters(weight + (first_out * in_per_group + ic % in_per_group) * 9, 9,
+                       in_per_group * 9, true, count);
+    const uint32_t finite =
+        tiles.run(grad_output + first_out * s.out_height * s.out_width, n * s.groups + group,
+                  count, zeros, static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width);
+    for (int64_t o = 0; o < count; ++o) {
+      if (!(finite >> o & 1)) backward_input_planes_typed<T>(a, item + o, item + o + 1);
+    }
+  }
+}
+
 // One entry per table slot, dispatching on the dtype. A build that only adds
 // a bfloat16 path of its own (avx512_bf16) compiles that dtype alone and
 // hands the others to the table `Others` (the same source, compiled once).
@@ -449,7 +531,10 @@ void for_dtype(const Args& a, int64_t begin, int64_t end) {
 
 template <typename T>
 struct ForwardKernel {
-  static void run(const ForwardArgs& a, int64_t b, int64_t e) { forward_planes<T>(a, b, e); }
+  static void run(const ForwardArgs& a, int64_t b, int64_t e) {
+    if (on_winograd_tiles<T>(a.shape)) return forward_winograd_planes<T>(a, b, e);
+    forward_planes<T>(a, b, e);
+  }
 };
 template <typename T>
 struct BackwardOutputKernel {
@@ -460,6 +545,7 @@ struct BackwardOutputKernel {
 template <typename T>
 struct BackwardInputKernel {
   static void run(const BackwardArgs& a, int64_t b, int64_t e) {
+    if (on_winograd_tiles<T>(a.shape)) return backward_input_winograd_planes<T>(a, b, e);
     backward_input_planes_typed<T>(a, b, e);
   }
 };

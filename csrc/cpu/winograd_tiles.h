@@ -1,0 +1,355 @@
+// Part of the per-plane CPU kernels (see plane_kernels_impl.h): Winograd's
+// F(2x2, 3x3) for a 3x3, stride-1, undilated convolution that is not
+// depthwise, in its forward and its grad_input (the flipped correlation).
+//
+// Each 2x2 block of outputs (a tile) comes from the 4x4 block of input under
+// it: with V_p = B^T d_p B for each input plane p and U_op = G w_op G^T for
+// each filter, out_o = A^T (sum_p U_op .* V_p) A. The sum over planes is 16
+// matrix products, one per entry xi of the 4x4 transforms: 16 multiply-adds
+// per tile and plane where the direct tiles take 36, for transforms whose
+// work grows with the number of planes, not with their product. A vector's
+// lanes hold neighbouring tiles, tile rows one after another (a row is not
+// padded to whole vectors, so that planes narrower than a vector of tiles
+// fill theirs).
+//
+// Every output is one fixed sequence of operations, whichever block or
+// thread computes it. Its rounding is not the direct tiles': the transforms
+// add and subtract the 16 inputs of a tile before they are multiplied, so an
+// output's error is a few roundings of the largest products in its tile's
+// 4x4 block rather than in its own 3x3 window. For the same reason an
+// infinity or NaN would spread over its tiles: the caller recomputes on the
+// direct tiles every plane that run() reports not finite.
+// MULA_CPU_WINOGRAD=0 turns the tiles off (read at every call).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "plane_dispatch.h"
+
+namespace mula::cpu {
+namespace {
+
+// Whether a convolution takes the Winograd tiles: a 3x3 stride-1 undilated
+// filter where the products saved outweigh the transforms (which grow with
+// the input and the output planes, the products with their product: measured,
+// 8 planes per group on both sides lose about 5%, 16 on both gain on planes
+// of 32x32) on planes of at least 8x8 outputs (the filters' transforms are
+// shared by every tile of a plane).
+inline bool winograd_tiles(const ConvShape& s) {
+  const int64_t in = s.in_channels / s.groups;
+  const int64_t out = s.out_channels / s.groups;
+  return !is_depthwise(s) && s.kernel_h == 3 && s.kernel_w == 3 && s.stride_h == 1 &&
+         s.stride_w == 1 && s.dilation_h == 1 && s.dilation_w == 1 && in * out >= 8 * (in + out) &&
+         s.out_height * s.out_width >= 64;
+}
+
+inline bool winograd_enabled() {
+  const char* setting = std::getenv("MULA_CPU_WINOGRAD");
+  return setting == nullptr || std::strcmp(setting, "0") != 0;
+}
+
+// The entries xi of a 4x4 transform.
+constexpr int64_t kTransformEntries = 16;
+
+// The planes of one Winograd convolution: `planes` input planes of rows x
+// cols, placed at (top, left) in the zero-padded plane that the filters
+// correlate with, and output planes of out_rows x out_cols.
+struct WinogradShape {
+  int64_t planes, rows, cols, top, left, out_rows, out_cols;
+};
+
+// m[o][t] = sum_p u[o * u_stride + p] * v[p * v_stride + t] for OB output
+// planes and NV vectors of tiles: the register-blocked product for one xi.
+template <typename Vec, int OB, int NV>
+void multiply_tiles(const typename Vec::Scalar* u, int64_t u_stride, int64_t planes,
+                    const typename Vec::Scalar* v, int64_t v_stride, typename Vec::Scalar* m,
+                    int64_t m_stride) {
+  using V = typename Vec::V;
+  V acc[OB][NV];
+  for (int o = 0; o < OB; ++o) {
+    for (int k = 0; k < NV; ++k) acc[o][k] = Vec::zero();
+  }
+  for (int64_t p = 0; p < planes; ++p) {
+    V x[NV];
+    for (int k = 0; k < NV; ++k) x[k] = Vec::in_register(Vec::load(v + p * v_stride + k * Vec::kLanes));
+    for (int o = 0; o < OB; ++o) {
+      const V w = Vec::broadcast(u[o * u_stride + p]);
+      for (int k = 0; k < NV; ++k) acc[o][k] = Vec::fma(w, x[k], acc[o][k]);
+    }
+  }
+  for (int o = 0; o < OB; ++o) {
+    for (int k = 0; k < NV; ++k) Vec::store(m + o * m_stride + k * Vec::kLanes, acc[o][k]);
+  }
+}
+
+// One thread's Winograd convolutions of a shape: blocks of up to kMaxBlock
+// output planes from the same input planes. The plane's tiles run in bands
+// of tile rows, all input planes of a band transformed at once (the whole
+// plane where that fits in kBandBytes, then kept for the next block of the
+// same planes), and within a band in chunks of tile rows whose products stay
+// in cache until the output transform reads them. Tile t of a band is tile
+// column t % tiles_w of its tile row t / tiles_w; a row's transforms run in
+// whole vectors, the last one spilling into the next row's tiles (which that
+// row then overwrites) or past the band's last (values never stored).
+template <typename Acc>
+class WinogradTiles {
+  using Vec = SimdFor<Acc>;
+  using V = typename Vec::V;
+  static constexpr int64_t kLanes = Vec::kLanes;
+  // Accumulators of the products: OB output planes x kVectors vectors.
+  static constexpr int kVectors = 2 * Vec::kChannelRowBlock;
+  static constexpr int64_t kBandBytes = int64_t{8} << 20;
+
+ public:
+  static constexpr int64_t kMaxBlock = 32;  // the bits of run()'s mask
+
+  explicit WinogradTiles(const WinogradShape& s)
+      : s_(s),
+        filter_stride_(round_up(s.planes, kLanes)),
+        tile_rows_((s.out_rows + 1) / 2),
+        tiles_w_((s.out_cols + 1) / 2),
+        row_cols_(round_up(tiles_w_, kLanes)),
+        half_cols_(row_cols_ + kLanes),
+        chunk_rows_(clamp_to(4 * kLanes / max_of(tiles_w_, 1), 1, max_of(tile_rows_, 1))),
+        band_rows_(band_rows(s.planes)),
+        band_stride_(plane_stride_of<Acc>(band_tiles(band_rows_) + kLanes)),
+        staged_((2 * band_rows_ + 2) * 2 * half_cols_),
+        halves_((2 * band_rows_ + 2) * 2 * half_cols_),
+        v_(kTransformEntries * s.planes * band_stride_),
+        m_(kTransformEntries * kMaxBlock * chunk_tiles(chunk_rows_)),
+        out_(2 * chunk_rows_ * 2 * row_cols_),
+        taps_(9 * filter_stride_),
+        u_(kTransformEntries * kMaxBlock * filter_stride_) {
+    // A chunk's products read up to a vector past the tiles a band's
+    // transforms write: zeros, never stored.
+    const int64_t written = band_tiles(band_rows_);
+    for (int64_t row = 0; row < kTransformEntries * s.planes; ++row) {
+      fill(v_.get() + row * band_stride_ + written, band_stride_ - written, Acc(0));
+    }
+  }
+
+  // The filters of the next run: u[xi][o][p] = (G w G^T)[xi] for the 3x3
+  // filters w of `count` output planes o (at most kMaxBlock) and every input
+  // plane p, filter (o, p) at w + o * o_stride + p * p_stride (its taps in
+  // row-major order, reversed when flipped). Copied tap by tap into rows
+  // over p first, so that the transform runs on vectors of planes.
+  template <typename T>
+  void load_filters(const T* w, int64_t o_stride, int64_t p_stride, bool flipped, int64_t count) {
+    const V half = Vec::broadcast(Acc(0.5));
+    const int64_t next = count * filter_stride_;  // from one xi to the next
+    Acc* taps = taps_.get();
+    for (int64_t o = 0; o < count; ++o) {
+      for (int64_t p = 0; p < s_.planes; ++p) {
+        const T* filter = w + o * o_stride + p * p_stride;
+        for (int t = 0; t < 9; ++t) taps[t * filter_stride_ + p] = to_acc(filter[flipped ? 8 - t : t]);
+      }
+      for (int t = 0; t < 9; ++t) {
+        fill(taps + t * filter_stride_ + s_.planes, filter_stride_ - s_.planes, Acc(0));
+      }
+      for (int64_t p = 0; p < filter_stride_; p += kLanes) {
+        V g[9];
+        for (int t = 0; t < 9; ++t) g[t] = Vec::load(taps + t * filter_stride_ + p);
+        V rows[4][3];  // G g
+        for (int c = 0; c < 3; ++c) {
+          rows[0][c] = g[c];
+          rows[1][c] = Vec::mul(Vec::add(Vec::add(g[c], g[3 + c]), g[6 + c]), half);
+          rows[2][c] = Vec::mul(Vec::add(Vec::sub(g[c], g[3 + c]), g[6 + c]), half);
+          rows[3][c] = g[6 + c];
+        }
+        for (int r = 0; r < 4; ++r) {  // (G g) G^T
+          const V* h = rows[r];
+          Acc* entries = u_.get() + 4 * r * next + o * filter_stride_ + p;
+          Vec::store(entries, h[0]);
+          Vec::store(entries + next, Vec::mul(Vec::add(Vec::add(h[0], h[1]), h[2]), half));
+          Vec::store(entries + 2 * next, Vec::mul(Vec::add(Vec::sub(h[0], h[1]), h[2]), half));
+          Vec::store(entries + 3 * next, h[2]);
+        }
+      }
+    }
+  }
+
+  // out_o = bias[o] + sum_p w_op (x) in_p for the `count` filters of
+  // load_filters. The input planes (consecutive, rows x cols apart) of one
+  // key are the same planes: transformed once while consecutive calls pass
+  // that key and the whole plane fits one band. Returns a mask whose bit o
+  // says whether every value stored into output plane o is finite.
+  template <typename T>
+  uint32_t run(const T* in, int64_t key, int64_t count, const Acc* bias, T* out) {
+    uint32_t finite = (uint32_t{1} << (count - 1) << 1) - 1;
+    for (int64_t band = 0; band < tile_rows_; band += band_rows_) {
+      const int64_t rows = min_of(band_rows_, tile_rows_ - band);
+      if (band_rows_ < tile_rows_ || key != key_) transform_inputs(in, band, rows);
+      key_ = band_rows_ < tile_rows_ ? -1 : key;
+      for (int64_t chunk = band; chunk < band + rows; chunk += chunk_rows_) {
+        const int64_t chunk_rows = min_of(chunk_rows_, band + rows - chunk);
+        multiply(count, v_.get() + (chunk - band) * tiles_w_, chunk_tiles(chunk_rows));
+        for (int64_t o = 0; o < count; ++o) {
+          transform_outputs(o, count, chunk_rows, bias[o]);
+          const int64_t out_rows = min_of(2 * chunk_rows, s_.out_rows - 2 * chunk);
+          if (!all_finite(out_.get(), 2 * row_cols_, out_rows, s_.out_cols)) {
+            finite &= ~(uint32_t{1} << o);
+          }
+          store_plane(out_.get(), 2 * row_cols_, out_rows, s_.out_cols,
+                      out + (o * s_.out_rows + 2 * chunk) * s_.out_cols);
+        }
+      }
+    }
+    return finite;
+  }
+
+ private:
+  // Whether rows x cols values of buf (rows `stride` apart) are finite: x - x
+  // is 0 for a finite x, NaN otherwise.
+  static bool all_finite(const Acc* buf, int64_t stride, int64_t rows, int64_t cols) {
+    V check = Vec::zero();
+    Acc tail(0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const Acc* row = buf + r * stride;
+      int64_t c = 0;
+      for (; c + kLanes <= cols; c += kLanes) {
+        const V x = Vec::load(row + c);
+        check = Vec::add(check, Vec::sub(x, x));
+      }
+      for (; c < cols; ++c) tail += row[c] - row[c];
+    }
+    return Vec::sum(check) + tail == Acc(0);
+  }
+
+  // The tiles that the transforms of `rows` tile rows write.
+  int64_t band_tiles(int64_t rows) const { return (rows - 1) * tiles_w_ + row_cols_; }
+  // The products of `rows` tile rows: whole vectors over their tiles.
+  int64_t chunk_tiles(int64_t rows) const { return round_up(band_tiles(rows), kLanes); }
+
+  int64_t band_rows(int64_t planes) const {
+    const int64_t fit = kBandBytes / (kTransformEntries * max_of(planes, 1) *
+                                      max_of(tiles_w_, 1) * int64_t(sizeof(Acc)));
+    if (fit >= tile_rows_) return max_of(tile_rows_, 1);
+    return max_of(fit / chunk_rows_, 1) * chunk_rows_;
+  }
+
+  // v[xi][p][t] = (B^T d B)[xi] for the tiles t of tile rows [band, band +
+  // rows) of every input plane p.
+  template <typename T>
+  void transform_inputs(const T* in, int64_t band, int64_t rows) {
+    const int64_t staged_rows = 2 * rows + 2;
+    const int64_t staged_cols = 2 * half_cols_;
+    const int64_t xi_stride = s_.planes * band_stride_;
+    for (int64_t p = 0; p < s_.planes; ++p) {
+      stage_plane(in + p * s_.rows * s_.cols, s_.rows, s_.cols, s_.top - 2 * band, s_.left,
+                  staged_.get(), staged_rows, staged_cols);
+      // Each staged row as its even columns, then its odd ones.
+      for (int64_t y = 0; y < staged_rows; ++y) {
+        const Acc* row = staged_.get() + y * staged_cols;
+        Acc* even = halves_.get() + y * staged_cols;
+        for (int64_t j = 0; j < half_cols_; j += kLanes) {
+          V e, o;
+          Vec::deinterleave(Vec::load(row + 2 * j), Vec::load(row + 2 * j + kLanes), e, o);
+          Vec::store(even + j, e);
+          Vec::store(even + half_cols_ + j, o);
+        }
+      }
+      Acc* v = v_.get() + p * band_stride_;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t j = 0; j < row_cols_; j += kLanes) {
+          transform_input_tiles(halves_.get() + 2 * r * staged_cols + j, staged_cols,
+                                v + r * tiles_w_ + j, xi_stride);
+        }
+      }
+    }
+  }
+
+  // The transforms of kLanes neighbouring tiles: tile x's 4x4 block is
+  // column 2x + c of four staged rows, c = 0..3 the even, odd, next even and
+  // next odd column.
+  void transform_input_tiles(const Acc* even, int64_t row_stride, Acc* v, int64_t xi_stride) {
+    V d[4][4];  // [row][c]
+    for (int r = 0; r < 4; ++r) {
+      const Acc* e = even + r * row_stride;
+      const Acc* o = e + half_cols_;
+      d[r][0] = Vec::load(e);
+      d[r][1] = Vec::load(o);
+      d[r][2] = Vec::load(e + 1);
+      d[r][3] = Vec::load(o + 1);
+    }
+    for (int c = 0; c < 4; ++c) {  // B^T d
+      const V d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c];
+      d[0][c] = Vec::sub(d0, d2);
+      d[1][c] = Vec::add(d1, d2);
+      d[2][c] = Vec::sub(d2, d1);
+      d[3][c] = Vec::sub(d1, d3);
+    }
+    for (int r = 0; r < 4; ++r) {  // (B^T d) B
+      const V* h = d[r];
+      Acc* entries = v + 4 * r * xi_stride;
+      Vec::store(entries, Vec::sub(h[0], h[2]));
+      Vec::store(entries + xi_stride, Vec::add(h[1], h[2]));
+      Vec::store(entries + 2 * xi_stride, Vec::sub(h[2], h[1]));
+      Vec::store(entries + 3 * xi_stride, Vec::sub(h[1], h[3]));
+    }
+  }
+
+  // m[xi][o][t] = sum_p u[xi][o][p] v[xi][p][t] for the `tiles` tiles of a
+  // chunk (chunk_tiles), from v's first.
+  void multiply(int64_t count, const Acc* v, int64_t tiles) {
+    for (int64_t xi = 0; xi < kTransformEntries; ++xi) {
+      const Acc* ux = u_.get() + xi * count * filter_stride_;
+      const Acc* vx = v + xi * s_.planes * band_stride_;
+      Acc* mx = m_.get() + xi * count * tiles;
+      for_each_channel_block<Vec>(count, [&](int64_t o, auto block) {
+        constexpr int OB = decltype(block)::value;
+        int64_t t = 0;
+        for (; t + kVectors * kLanes <= tiles; t += kVectors * kLanes) {
+          multiply_tiles<Vec, OB, kVectors>(ux + o * filter_stride_, filter_stride_, s_.planes,
+                                            vx + t, band_stride_,
+                                            mx + o * tiles + t, tiles);
+        }
+        for (; t < tiles; t += kLanes) {
+          multiply_tiles<Vec, OB, 1>(ux + o * filter_stride_, filter_stride_, s_.planes, vx + t,
+                                     band_stride_,
+                                     mx + o * tiles + t, tiles);
+        }
+      });
+    }
+  }
+
+  // out_ = bias + A^T m A for output plane o's tiles of a chunk of
+  // chunk_rows tile rows (m_ as multiply left it for `count` planes).
+  void transform_outputs(int64_t o, int64_t count, int64_t chunk_rows, Acc bias) {
+    const int64_t tiles = chunk_tiles(chunk_rows);
+    const int64_t xi_stride = count * tiles;
+    const V start = Vec::broadcast(bias);
+    for (int64_t r = 0; r < chunk_rows; ++r) {
+      for (int64_t j = 0; j < row_cols_; j += kLanes) {
+        const Acc* m = m_.get() + o * tiles + r * tiles_w_ + j;
+        V rows[2][4];  // A^T m
+        for (int c = 0; c < 4; ++c) {
+          const V m0 = Vec::load(m + c * xi_stride), m1 = Vec::load(m + (4 + c) * xi_stride),
+                  m2 = Vec::load(m + (8 + c) * xi_stride), m3 = Vec::load(m + (12 + c) * xi_stride);
+          rows[0][c] = Vec::add(Vec::add(m0, m1), m2);
+          rows[1][c] = Vec::sub(Vec::sub(m1, m2), m3);
+        }
+        for (int y = 0; y < 2; ++y) {  // (A^T m) A, interleaved into the output row
+          const V* h = rows[y];
+          const V left = Vec::add(Vec::add(Vec::add(h[0], h[1]), h[2]), start);
+          const V right = Vec::add(Vec::sub(Vec::sub(h[1], h[2]), h[3]), start);
+          V low, high;
+          Vec::interleave(left, right, low, high);
+          Acc* dst = out_.get() + (2 * r + y) * 2 * row_cols_ + 2 * j;
+          Vec::store(dst, low);
+          Vec::store(dst + kLanes, high);
+        }
+      }
+    }
+  }
+
+  WinogradShape s_;
+  int64_t filter_stride_;  // between the filters of two output planes in u_
+  int64_t tile_rows_, tiles_w_, row_cols_, half_cols_, chunk_rows_, band_rows_, band_stride_;
+  int64_t key_ = -1;
+  Scratch<Acc> staged_, halves_, v_, m_, out_, taps_, u_;
+};
+
+}  // namespace
+}  // namespace mula::cpu
