@@ -97,8 +97,8 @@ NAMED_CASES = {
     "depthwise_3x5_strided": ConvCase(1, 5, 5, 15, 17, (3, 5), stride=(2, 2), padding=(2, 5), groups=5,
                                       bias="shared"),
     # 3x3 stride 1 over enough planes per group: the CPU's Winograd tiles.
-    "dense_3x3_winograd": ConvCase(2, 16, 24, 13, 21, (3, 3), padding=(1, 1), bias="per_sample"),
-    "groups2_3x3_winograd": ConvCase(1, 32, 48, 9, 40, (3, 3), padding=(0, 2), groups=2, bias="shared"),
+    "dense_3x3_winograd": ConvCase(2, 24, 32, 13, 21, (3, 3), padding=(1, 1), bias="per_sample"),
+    "groups2_3x3_winograd": ConvCase(1, 48, 64, 9, 40, (3, 3), padding=(0, 2), groups=2, bias="shared"),
 }
 
 

@@ -140,8 +140,8 @@ def test_an_infinity_reaches_only_the_outputs_whose_window_holds_it(isa, monkeyp
 # edges), tile rows shorter and longer than a vector of tiles, padding 0 to
 # 3 (at 3 grad_input's margin, 2 - padding, crops grad_output), groups 2.
 # (in, out, groups), (height, width), padding.
-WINOGRAD_CASES = [((16, 24, 1), (9, 13), 1), ((32, 48, 2), (12, 40), 0), ((24, 16, 1), (21, 8), 2),
-                  ((16, 16, 1), (10, 11), 3)]
+WINOGRAD_CASES = [((24, 32, 1), (9, 13), 1), ((48, 64, 2), (12, 40), 0), ((32, 24, 1), (21, 8), 2),
+                  ((20, 20, 1), (10, 11), 3)]
 
 
 def _float64_oracle(x, w, b, padding, groups, grad_output=None):
@@ -203,9 +203,9 @@ def test_winograd_error_stays_within_its_tile():
     hold it (with padding 1, outputs 8 to 11 around input 10), every other
     output keeps float32's accuracy relative to its own window."""
     torch.manual_seed(0)
-    x = torch.randn(1, 16, 32, 32, dtype=torch.float64)
+    x = torch.randn(1, 20, 32, 32, dtype=torch.float64)
     x[0, :, 10, 10] = 1e20
-    w = torch.randn(1, 16, 16, 3, 3, dtype=torch.float64)
+    w = torch.randn(1, 20, 20, 3, 3, dtype=torch.float64)
     out = mula_ops.dynamic_conv2d(x.float(), w.float(), None, 1, 1).double()
     expected = reference.unfold(x, w, None, 1, 1, 1, 1)
     magnitude = reference.unfold(x.abs(), w.abs(), None, 1, 1, 1, 1)
@@ -228,16 +228,16 @@ def test_winograd_planes_with_an_infinity_take_the_direct_tiles(isa, monkeypatch
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     for dtype in (torch.float32, torch.float64, torch.float16):
-        x = torch.rand(2, 16, 12, 40) + 0.5
+        x = torch.rand(2, 24, 12, 40) + 0.5
         x[0, :, 5, 17] = float("inf")
-        w = torch.rand(2, 24, 16, 3, 3) + 0.5
-        grad_output = torch.rand(2, 24, 12, 40) + 0.5
+        w = torch.rand(2, 32, 24, 3, 3) + 0.5
+        grad_output = torch.rand(2, 32, 12, 40) + 0.5
         grad_output[1, :3, 0, 39] = float("inf")
         x, w, grad_output = (t.to(dtype) for t in (x, w, grad_output))
-        covered = torch.nn.functional.conv2d(x.isinf().double(), torch.ones(24, 16, 3, 3, dtype=torch.float64),
+        covered = torch.nn.functional.conv2d(x.isinf().double(), torch.ones(32, 24, 3, 3, dtype=torch.float64),
                                              None, 1, 1) > 0
         covered_input = torch.nn.functional.conv_transpose2d(
-            grad_output.isinf().double(), torch.ones(24, 16, 3, 3, dtype=torch.float64), None, 1, 1) > 0
+            grad_output.isinf().double(), torch.ones(32, 24, 3, 3, dtype=torch.float64), None, 1, 1) > 0
         runs = []
         try:
             for count in (1, 2):
