@@ -138,9 +138,11 @@ def test_an_infinity_reaches_only_the_outputs_whose_window_holds_it(isa, monkeyp
 # Shapes on the Winograd tiles (3x3, stride 1, enough planes per group;
 # csrc/cpu/winograd_tiles.h): odd and even output sizes (half tiles at the
 # edges), tile rows shorter and longer than a vector of tiles, padding 0 to
-# 3 (at 3 grad_input's margin, 2 - padding, crops grad_output), groups 2.
+# 3 (at 3 grad_input's margin, 2 - padding, crops grad_output), groups 2;
+# the weight gradient on the tiles from 8 vectors of tiles per plane (at
+# least 128 tiles in every build), on the direct tiles below.
 # (in, out, groups), (height, width), padding.
-WINOGRAD_CASES = [((24, 32, 1), (9, 13), 1), ((48, 64, 2), (12, 40), 0), ((32, 24, 1), (21, 8), 2),
+WINOGRAD_CASES = [((24, 32, 1), (25, 37), 1), ((48, 64, 2), (30, 40), 0), ((32, 24, 1), (21, 8), 2),
                   ((20, 20, 1), (10, 11), 3)]
 
 
@@ -155,7 +157,8 @@ def _float64_oracle(x, w, b, padding, groups, grad_output=None):
 def test_winograd_tiles_match_the_reference(isa, monkeypatch):
     """Forward and all three gradients on the Winograd tiles, in every dtype,
     against float64; in float32 their bits differ from the direct tiles'
-    (MULA_CPU_WINOGRAD=0), which shows that the tiles ran."""
+    (MULA_CPU_WINOGRAD=0), which shows that the tiles ran (the weight
+    gradient's on planes of at least 128 tiles)."""
     if not _cpu_supports(isa):
         pytest.skip(f"this CPU lacks {isa}")
     monkeypatch.setenv("MULA_CPU_ISA", isa)
@@ -177,14 +180,17 @@ def test_winograd_tiles_match_the_reference(isa, monkeypatch):
                 assert error < ISA_TOLERANCES[dtype], (c_in, c_out, groups, size, padding, dtype, setting,
                                                        name, error)
         if dtype == torch.float32:
-            for name, on, off in zip(("output", "grad_input"), results["1"], results["0"]):
+            out_size = [side + 2 * padding - 2 for side in size]
+            tiles = (out_size[0] + 1) // 2 * ((out_size[1] + 1) // 2)
+            names = ("output", "grad_input", "grad_weight")[:3 if tiles >= 128 else 2]
+            for name, on, off in zip(names, results["1"], results["0"]):
                 assert not torch.equal(on, off), (c_in, c_out, groups, size, padding, name)
 
 
 def test_winograd_tiles_in_bands_of_tile_rows(monkeypatch):
-    """A plane whose transformed inputs exceed the tiles' band (8 MiB: 32
+    """A plane whose transformed inputs exceed the tiles' band (4 MiB: 32
     float64 planes of 46 x 46 tiles) runs in bands of tile rows, forward and
-    grad_input."""
+    both gradients."""
     monkeypatch.delenv("MULA_CPU_WINOGRAD", raising=False)
     torch.manual_seed(0)
     x = torch.randn(1, 32, 92, 91, dtype=torch.float64, requires_grad=True)
@@ -220,20 +226,22 @@ def test_winograd_error_stays_within_its_tile():
 def test_winograd_planes_with_an_infinity_take_the_direct_tiles(isa, monkeypatch):
     """On the Winograd tiles an infinity would spread over its tiles as NaN:
     those planes are computed again on the direct tiles, so +inf appears
-    exactly where a window holds it (forward and grad_input) and never NaN,
-    with the same bits on one thread and two."""
+    exactly where a window holds it (forward and grad_input; every weight
+    gradient of the sample whose input holds it) and never NaN, with the
+    same bits on one thread and two."""
     if not _cpu_supports(isa):
         pytest.skip(f"this CPU lacks {isa}")
     monkeypatch.setenv("MULA_CPU_ISA", isa)
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     for dtype in (torch.float32, torch.float64, torch.float16):
-        x = torch.rand(2, 24, 12, 40) + 0.5
+        x = torch.rand(2, 24, 30, 40) + 0.5
         x[0, :, 5, 17] = float("inf")
         w = torch.rand(2, 32, 24, 3, 3) + 0.5
-        grad_output = torch.rand(2, 32, 12, 40) + 0.5
+        finite_grad_output = torch.rand(2, 32, 30, 40) + 0.5
+        grad_output = finite_grad_output.clone()
         grad_output[1, :3, 0, 39] = float("inf")
-        x, w, grad_output = (t.to(dtype) for t in (x, w, grad_output))
+        x, w, grad_output, finite_grad_output = (t.to(dtype) for t in (x, w, grad_output, finite_grad_output))
         covered = torch.nn.functional.conv2d(x.isinf().double(), torch.ones(32, 24, 3, 3, dtype=torch.float64),
                                              None, 1, 1) > 0
         covered_input = torch.nn.functional.conv_transpose2d(
@@ -242,15 +250,17 @@ def test_winograd_planes_with_an_infinity_take_the_direct_tiles(isa, monkeypatch
         try:
             for count in (1, 2):
                 torch.set_num_threads(count)
-                leaf = x.clone().requires_grad_()
-                out = mula_ops.dynamic_conv2d(leaf, w, None, 1, 1)
-                runs.append((out, torch.autograd.grad(out, leaf, grad_output)[0]))
+                leaf, weight = x.clone().requires_grad_(), w.clone().requires_grad_()
+                out = mula_ops.dynamic_conv2d(leaf, weight, None, 1, 1)
+                grad_input = torch.autograd.grad(out, leaf, grad_output, retain_graph=True)[0]
+                runs.append((out, grad_input, torch.autograd.grad(out, weight, finite_grad_output)[0]))
         finally:
             torch.set_num_threads(threads)
-        for out, grad_input in runs:
-            assert not out.isnan().any() and not grad_input.isnan().any(), dtype
+        for out, grad_input, grad_weight in runs:
+            assert not any(t.isnan().any() for t in (out, grad_input, grad_weight)), dtype
             assert torch.equal(out.isinf(), covered), dtype
             assert torch.equal(grad_input.isinf(), covered_input), dtype
+            assert grad_weight[0].isinf().all() and grad_weight[1].isfinite().all(), dtype
         for one, two in zip(*runs):
             assert torch.equal(one, two), dtype
 

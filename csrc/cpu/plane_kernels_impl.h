@@ -511,6 +511,46 @@ void backward_input_winograd_planes(const BackwardArgs& a, int64_t begin, int64_
   }
 }
 
+// The weight gradient on Winograd tiles, for blocks of consecutive items of
+// one (sample, group); grad_bias (and a plane whose gradient is not finite)
+// from the direct work item.
+template <typename T>
+void backward_weight_winograd_planes(const BackwardArgs& a, int64_t begin, int64_t end) {
+  using Acc = AccOf<T>;
+  const ConvShape& s = a.shape;
+  const int64_t in_per_group = s.in_channels / s.groups;
+  const int64_t out_per_group = s.out_channels / s.groups;
+  const int64_t filter_values = in_per_group * 9;
+  if (a.grad_bias != nullptr) {
+    BackwardArgs bias_only = a;
+    bias_only.grad_weight = nullptr;
+    backward_output_planes_typed<T>(bias_only, begin, end);
+  }
+  BackwardArgs weight_only = a;
+  weight_only.grad_bias = nullptr;
+  using Tiles = WinogradTiles<Acc>;
+  Tiles tiles({in_per_group, s.in_height, s.in_width, s.pad_h, s.pad_w, s.out_height, s.out_width},
+              true);
+  Scratch<Acc> grad_w(Tiles::kMaxBlock * filter_values);
+  for (int64_t item = begin, count = 1; item < end; item += count) {
+    const int64_t n = item / s.out_channels;
+    const int64_t group = item % s.out_channels / out_per_group;
+    count = min_of(min_of(Tiles::kMaxBlock, end - item),
+                   out_per_group - item % s.out_channels % out_per_group);
+    const uint32_t finite = tiles.weight_grad(
+        static_cast<const T*>(a.input) +
+            (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width,
+        n * s.groups + group,
+        static_cast<const T*>(a.grad_output) + item * s.out_height * s.out_width, count,
+        grad_w.get());
+    store_plane(grad_w.get(), count * filter_values, 1, count * filter_values,
+                static_cast<T*>(a.grad_weight) + item * filter_values);
+    for (int64_t o = 0; o < count; ++o) {
+      if (!(finite >> o & 1)) backward_output_planes_typed<T>(weight_only, item + o, item + o + 1);
+    }
+  }
+}
+
 // One entry per table slot, dispatching on the dtype. A build that only adds
 // a bfloat16 path of its own (avx512_bf16) compiles that dtype alone and
 // hands the others to the table `Others` (the same source, compiled once).
@@ -539,6 +579,10 @@ struct ForwardKernel {
 template <typename T>
 struct BackwardOutputKernel {
   static void run(const BackwardArgs& a, int64_t b, int64_t e) {
+    if (a.grad_weight != nullptr && on_winograd_tiles<T>(a.shape) &&
+        WinogradTiles<AccOf<T>>::weight_gradient_gains(a.shape.out_height, a.shape.out_width)) {
+      return backward_weight_winograd_planes<T>(a, b, e);
+    }
     backward_output_planes_typed<T>(a, b, e);
   }
 };
