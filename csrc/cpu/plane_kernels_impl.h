@@ -580,7 +580,7 @@ template <typename T>
 struct BackwardOutputKernel {
   static void run(const BackwardArgs& a, int64_t b, int64_t e) {
     if (a.grad_weight != nullptr && on_winograd_tiles<T>(a.shape) &&
-        WinogradTiles<AccOf<T>>::weight_gradient_gains(a.shape.out_height, a.shape.out_width)) {
+        WinogradTiles<AccOf<T>>::weight_gradient_gains(a.shape)) {
       return backward_weight_winograd_planes<T>(a, b, e);
     }
     backward_output_planes_typed<T>(a, b, e);

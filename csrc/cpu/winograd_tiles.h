@@ -148,13 +148,18 @@ class WinogradTiles {
  public:
   static constexpr int64_t kMaxBlock = 32;  // the bits of run()'s mask
 
-  // Whether the weight gradient gains from the tiles on planes of out_rows x
-  // out_cols: each of its sums ends in a sum across a vector's lanes, which
-  // at fewer than 8 vectors of tiles per plane costs more than the products
-  // saved (measured: 4 vectors 4% slower than the direct tiles, 9 vectors
-  // 1.5x faster).
-  static bool weight_gradient_gains(int64_t out_rows, int64_t out_cols) {
-    return (out_rows + 1) / 2 * ((out_cols + 1) / 2) >= 8 * kLanes;
+  // Whether the weight gradient gains from the tiles: each of its sums ends
+  // in a sum across a vector's lanes, which at fewer than 8 vectors of tiles
+  // per plane costs more than the products saved (measured: 4 vectors 4%
+  // slower than the direct tiles, 9 vectors 1.5x faster), and its three
+  // transforms per pair of planes want more planes than the forward's (16
+  // input and 32 output planes per group: level with the direct tiles on 2
+  // threads; 32 and 32: 1.05x; 64 and 64: 1.1x to 1.3x).
+  static bool weight_gradient_gains(const ConvShape& s) {
+    const int64_t in = s.in_channels / s.groups;
+    const int64_t out = s.out_channels / s.groups;
+    return in * out >= 16 * (in + out) &&
+           (s.out_height + 1) / 2 * ((s.out_width + 1) / 2) >= 8 * kLanes;
   }
 
   // weight_gradient: whether weight_grad() runs too (its grad_output
