@@ -321,18 +321,7 @@ class WinogradTiles {
   void transform_grad_output(const T* plane, int64_t band, int64_t rows, Acc* g,
                              int64_t xi_stride) {
     const int64_t staged_cols = 2 * half_cols_;
-    stage_plane(plane, s_.out_rows, s_.out_cols, -2 * band, 0, staged_.get(), 2 * rows,
-                staged_cols);
-    for (int64_t y = 0; y < 2 * rows; ++y) {
-      const Acc* row = staged_.get() + y * staged_cols;
-      Acc* even = halves_.get() + y * staged_cols;
-      for (int64_t j = 0; j < half_cols_; j += kLanes) {
-        V e, o;
-        Vec::deinterleave(Vec::load(row + 2 * j), Vec::load(row + 2 * j + kLanes), e, o);
-        Vec::store(even + j, e);
-        Vec::store(even + half_cols_ + j, o);
-      }
-    }
+    stage_halves(plane, s_.out_rows, s_.out_cols, -2 * band, 0, 2 * rows);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t j = 0; j < row_cols_; j += kLanes) {
         V h[2][4];  // d A^T, per row of the block
@@ -424,6 +413,26 @@ class WinogradTiles {
     return max_of(fit / chunk_rows_, 1) * chunk_rows_;
   }
 
+  // halves_ = a plane (rows x cols) placed at (top, left), zero outside it,
+  // staged_rows rows of 2 * half_cols_ columns, each row as its even
+  // columns, then its odd ones.
+  template <typename T>
+  void stage_halves(const T* plane, int64_t rows, int64_t cols, int64_t top, int64_t left,
+                    int64_t staged_rows) {
+    const int64_t staged_cols = 2 * half_cols_;
+    stage_plane(plane, rows, cols, top, left, staged_.get(), staged_rows, staged_cols);
+    for (int64_t y = 0; y < staged_rows; ++y) {
+      const Acc* row = staged_.get() + y * staged_cols;
+      Acc* even = halves_.get() + y * staged_cols;
+      for (int64_t j = 0; j < half_cols_; j += kLanes) {
+        V e, o;
+        Vec::deinterleave(Vec::load(row + 2 * j), Vec::load(row + 2 * j + kLanes), e, o);
+        Vec::store(even + j, e);
+        Vec::store(even + half_cols_ + j, o);
+      }
+    }
+  }
+
   // v[xi][p][t] = (B^T d B)[xi] for the tiles t of tile rows [band, band +
   // rows) of every input plane p.
   template <typename T>
@@ -432,19 +441,8 @@ class WinogradTiles {
     const int64_t staged_cols = 2 * half_cols_;
     const int64_t xi_stride = s_.planes * band_stride_;
     for (int64_t p = 0; p < s_.planes; ++p) {
-      stage_plane(in + p * s_.rows * s_.cols, s_.rows, s_.cols, s_.top - 2 * band, s_.left,
-                  staged_.get(), staged_rows, staged_cols);
-      // Each staged row as its even columns, then its odd ones.
-      for (int64_t y = 0; y < staged_rows; ++y) {
-        const Acc* row = staged_.get() + y * staged_cols;
-        Acc* even = halves_.get() + y * staged_cols;
-        for (int64_t j = 0; j < half_cols_; j += kLanes) {
-          V e, o;
-          Vec::deinterleave(Vec::load(row + 2 * j), Vec::load(row + 2 * j + kLanes), e, o);
-          Vec::store(even + j, e);
-          Vec::store(even + half_cols_ + j, o);
-        }
-      }
+      stage_halves(in + p * s_.rows * s_.cols, s_.rows, s_.cols, s_.top - 2 * band, s_.left,
+                   staged_rows);
       Acc* v = v_.get() + p * band_stride_;
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t j = 0; j < row_cols_; j += kLanes) {
