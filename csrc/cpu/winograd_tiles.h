@@ -21,7 +21,7 @@
 // output's error is a few roundings of the largest products in its tile's
 // 4x4 block rather than in its own 3x3 window. For the same reason an
 // infinity or NaN would spread over its tiles: the caller recomputes on the
-// direct tiles every plane that run() reports not finite.
+// direct tiles every plane that run() or weight_grad() reports not finite.
 // MULA_CPU_WINOGRAD=0 turns the tiles off (read at every call).
 #pragma once
 
