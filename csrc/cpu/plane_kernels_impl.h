@@ -440,6 +440,22 @@ bool on_winograd_tiles(const ConvShape& s) {
   return !kPairedBFloat16<T> && winograd_tiles(s) && winograd_enabled();
 }
 
+// Runs [begin, end) in blocks of up to WinogradTiles' kMaxBlock consecutive
+// items of one (sample, group), `group_items` items each: block(item,
+// count) computes a block and returns the mask of its planes that came out
+// finite; direct(item) computes each other plane again on the direct tiles.
+template <typename Block, typename Direct>
+void for_each_winograd_block(int64_t begin, int64_t end, int64_t group_items, int64_t max_block,
+                             Block&& block, Direct&& direct) {
+  for (int64_t item = begin, count = 1; item < end; item += count) {
+    count = min_of(min_of(max_block, end - item), group_items - item % group_items);
+    const uint32_t finite = block(item, count);
+    for (int64_t o = 0; o < count; ++o) {
+      if (!(finite >> o & 1)) direct(item + o);
+    }
+  }
+}
+
 // The forward on Winograd tiles: blocks of consecutive items of one
 // (sample, group). A plane with a value that is not finite (an infinity or
 // NaN among its inputs or filters, or an overflow) is computed again on the
@@ -457,23 +473,20 @@ void forward_winograd_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   Tiles tiles({in_per_group, s.in_height, s.in_width, s.pad_h, s.pad_w, s.out_height,
                s.out_width});
   Acc start[Tiles::kMaxBlock];
-  for (int64_t item = begin, count = 1; item < end; item += count) {
+  const auto block = [&](int64_t item, int64_t count) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
     const int64_t group = oc / out_per_group;
-    count = min_of(min_of(Tiles::kMaxBlock, end - item), out_per_group - oc % out_per_group);
     for (int64_t o = 0; o < count; ++o) {
       start[o] = bias == nullptr ? Acc(0) : to_acc(bias[a.bias_per_sample ? item + o : oc + o]);
     }
     tiles.load_filters(weight + item * in_per_group * 9, in_per_group * 9, 9, false, count);
-    const uint32_t finite =
-        tiles.run(input + (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width,
-                  n * s.groups + group, count, start,
-                  static_cast<T*>(a.output) + item * s.out_height * s.out_width);
-    for (int64_t o = 0; o < count; ++o) {
-      if (!(finite >> o & 1)) forward_planes<T>(a, item + o, item + o + 1);
-    }
-  }
+    return tiles.run(input + (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width,
+                     n * s.groups + group, count, start,
+                     static_cast<T*>(a.output) + item * s.out_height * s.out_width);
+  };
+  for_each_winograd_block(begin, end, out_per_group, Tiles::kMaxBlock, block,
+                          [&](int64_t item) { forward_planes<T>(a, item, item + 1); });
 }
 
 // grad_input on Winograd tiles: the flipped correlation of the group's
@@ -492,23 +505,21 @@ void backward_input_winograd_planes(const BackwardArgs& a, int64_t begin, int64_
   Tiles tiles({out_per_group, s.out_height, s.out_width, 2 - s.pad_h, 2 - s.pad_w, s.in_height,
                s.in_width});
   const Acc zeros[Tiles::kMaxBlock] = {};
-  for (int64_t item = begin, count = 1; item < end; item += count) {
+  const auto block = [&](int64_t item, int64_t count) {
     const int64_t n = item / s.in_channels;
     const int64_t ic = item % s.in_channels;
     const int64_t group = ic / in_per_group;
     const int64_t first_out = n * s.out_channels + group * out_per_group;
-    count = min_of(min_of(Tiles::kMaxBlock, end - item), in_per_group - ic % in_per_group);
     // Filter (oc, ic) of this sample, flipped: the next item's is the next
     // filter, the next grad_output plane's a filter block further.
     tiles.load_filters(weight + (first_out * in_per_group + ic % in_per_group) * 9, 9,
                        in_per_group * 9, true, count);
-    const uint32_t finite =
-        tiles.run(grad_output + first_out * s.out_height * s.out_width, n * s.groups + group,
-                  count, zeros, static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width);
-    for (int64_t o = 0; o < count; ++o) {
-      if (!(finite >> o & 1)) backward_input_planes_typed<T>(a, item + o, item + o + 1);
-    }
-  }
+    return tiles.run(grad_output + first_out * s.out_height * s.out_width, n * s.groups + group,
+                     count, zeros, static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width);
+  };
+  for_each_winograd_block(begin, end, in_per_group, Tiles::kMaxBlock, block, [&](int64_t item) {
+    backward_input_planes_typed<T>(a, item, item + 1);
+  });
 }
 
 // The weight gradient on Winograd tiles, for blocks of consecutive items of
@@ -532,11 +543,9 @@ void backward_weight_winograd_planes(const BackwardArgs& a, int64_t begin, int64
   Tiles tiles({in_per_group, s.in_height, s.in_width, s.pad_h, s.pad_w, s.out_height, s.out_width},
               true);
   Scratch<Acc> grad_w(Tiles::kMaxBlock * filter_values);
-  for (int64_t item = begin, count = 1; item < end; item += count) {
+  const auto block = [&](int64_t item, int64_t count) {
     const int64_t n = item / s.out_channels;
     const int64_t group = item % s.out_channels / out_per_group;
-    count = min_of(min_of(Tiles::kMaxBlock, end - item),
-                   out_per_group - item % s.out_channels % out_per_group);
     const uint32_t finite = tiles.weight_grad(
         static_cast<const T*>(a.input) +
             (n * s.in_channels + group * in_per_group) * s.in_height * s.in_width,
@@ -545,10 +554,11 @@ void backward_weight_winograd_planes(const BackwardArgs& a, int64_t begin, int64
         grad_w.get());
     store_plane(grad_w.get(), count * filter_values, 1, count * filter_values,
                 static_cast<T*>(a.grad_weight) + item * filter_values);
-    for (int64_t o = 0; o < count; ++o) {
-      if (!(finite >> o & 1)) backward_output_planes_typed<T>(weight_only, item + o, item + o + 1);
-    }
-  }
+    return finite;
+  };
+  for_each_winograd_block(begin, end, out_per_group, Tiles::kMaxBlock, block, [&](int64_t item) {
+    backward_output_planes_typed<T>(weight_only, item, item + 1);
+  });
 }
 
 // One entry per table slot, dispatching on the dtype. A build that only adds
