@@ -141,9 +141,10 @@ def test_an_infinity_reaches_only_the_outputs_whose_window_holds_it(isa, monkeyp
 # 3 (at 3 grad_input's margin, 2 - padding, crops grad_output), groups 2;
 # the weight gradient on the tiles from 8 vectors of tiles per plane (at
 # least 128 tiles in every build) and 16 planes by the harmonic mean, on
-# the direct tiles otherwise.
+# the direct tiles otherwise (33 input planes: not a whole number of
+# vectors).
 # (in, out, groups), (height, width), padding.
-WINOGRAD_CASES = [((32, 40, 1), (25, 37), 1), ((48, 64, 2), (30, 40), 0), ((32, 24, 1), (21, 8), 2),
+WINOGRAD_CASES = [((33, 40, 1), (25, 37), 1), ((48, 64, 2), (30, 40), 0), ((32, 24, 1), (21, 8), 2),
                   ((20, 20, 1), (10, 11), 3)]
 
 

@@ -32,9 +32,9 @@
 // convolution that is not depthwise runs them, and its weight gradient, on
 // pairs of planes or pixels, and a depthwise one its forward and grad_input
 // (stride 1, 3x3 to 7x7) on pairs of neighbouring taps. A 3x3 stride-1
-// convolution over enough planes that is not depthwise runs its forward and
-// grad_input on Winograd tiles instead (winograd_tiles.h), except in
-// bfloat16 on pairs. Everything else takes the general loops, which handle
+// convolution over enough planes that is not depthwise runs its forward,
+// grad_input and (on large enough planes) weight gradient on Winograd tiles
+// instead (winograd_tiles.h), except in bfloat16 on pairs. Everything else takes the general loops, which handle
 // any size, stride, dilation and padding.
 //
 // Within a plane every sum runs in a fixed order, whichever tile or block

@@ -88,13 +88,13 @@ void multiply_tiles(const typename Vec::Scalar* u, int64_t u_stride, int64_t pla
   }
 }
 
-// sums[o * planes + p] += sum_t g[o * stride + t] * v[p * stride + t] over
+// sums[o * sums_stride + p] += sum_t g[o * stride + t] * v[p * stride + t] over
 // `tiles` tiles (whole vectors) for OB grad_output planes and PB input
 // planes: the register-blocked reduction of the weight gradient for one xi,
 // each sum in lanes, then across them (Vec::sum's fixed order).
 template <typename Vec, int OB, int PB>
 void reduce_tiles(const typename Vec::Scalar* g, const typename Vec::Scalar* v, int64_t stride,
-                  int64_t tiles, typename Vec::Scalar* sums, int64_t planes) {
+                  int64_t tiles, typename Vec::Scalar* sums, int64_t sums_stride) {
   using V = typename Vec::V;
   V acc[OB][PB];
   for (int o = 0; o < OB; ++o) {
@@ -109,7 +109,7 @@ void reduce_tiles(const typename Vec::Scalar* g, const typename Vec::Scalar* v, 
     }
   }
   for (int o = 0; o < OB; ++o) {
-    for (int p = 0; p < PB; ++p) sums[o * planes + p] += Vec::sum(acc[o][p]);
+    for (int p = 0; p < PB; ++p) sums[o * sums_stride + p] += Vec::sum(acc[o][p]);
   }
 }
 
@@ -182,7 +182,7 @@ class WinogradTiles {
         taps_(9 * filter_stride_),
         u_(kTransformEntries * kMaxBlock * filter_stride_),
         grad_tiles_(weight_gradient ? kTransformEntries * kMaxBlock * band_stride_ : 0),
-        grad_sums_(weight_gradient ? kTransformEntries * kMaxBlock * s.planes : 0) {
+        grad_sums_(weight_gradient ? kTransformEntries * kMaxBlock * filter_stride_ : 0) {
     // A chunk's products read up to a vector past the tiles a band's
     // transforms write: zeros, never stored.
     const int64_t written = band_tiles(band_rows_);
@@ -238,11 +238,9 @@ class WinogradTiles {
   // says whether every value stored into output plane o is finite.
   template <typename T>
   uint32_t run(const T* in, int64_t key, int64_t count, const Acc* bias, T* out) {
-    uint32_t finite = (uint32_t{1} << (count - 1) << 1) - 1;
+    uint32_t finite = every_plane(count);
     for (int64_t band = 0; band < tile_rows_; band += band_rows_) {
-      const int64_t rows = min_of(band_rows_, tile_rows_ - band);
-      if (band_rows_ < tile_rows_ || key != key_) transform_inputs(in, band, rows);
-      key_ = band_rows_ < tile_rows_ ? -1 : key;
+      const int64_t rows = inputs_of_band(in, key, band);
       for (int64_t chunk = band; chunk < band + rows; chunk += chunk_rows_) {
         const int64_t chunk_rows = min_of(chunk_rows_, band + rows - chunk);
         multiply(count, v_.get() + (chunk - band) * tiles_w_, chunk_tiles(chunk_rows));
@@ -267,18 +265,16 @@ class WinogradTiles {
   template <typename T>
   uint32_t weight_grad(const T* in, int64_t key, const T* grad_out, int64_t count, Acc* grad_w) {
     Acc* sums = grad_sums_.get();
-    fill(sums, kTransformEntries * count * s_.planes, Acc(0));
+    fill(sums, kTransformEntries * count * filter_stride_, Acc(0));
     for (int64_t band = 0; band < tile_rows_; band += band_rows_) {
-      const int64_t rows = min_of(band_rows_, tile_rows_ - band);
-      if (band_rows_ < tile_rows_ || key != key_) transform_inputs(in, band, rows);
-      key_ = band_rows_ < tile_rows_ ? -1 : key;
+      const int64_t rows = inputs_of_band(in, key, band);
       for (int64_t o = 0; o < count; ++o) {
         transform_grad_output(grad_out + o * s_.out_rows * s_.out_cols, band, rows,
                               grad_tiles_.get() + o * band_stride_, count * band_stride_);
       }
       const int64_t band_tiles = chunk_tiles(rows);
       for (int64_t xi = 0; xi < kTransformEntries; ++xi) {
-        Acc* xi_sums = sums + xi * count * s_.planes;
+        Acc* xi_sums = sums + xi * count * filter_stride_;
         for (int64_t t = 0; t < band_tiles; t += kReduceTiles) {
           const Acc* g = grad_tiles_.get() + xi * count * band_stride_ + t;
           const Acc* v = v_.get() + xi * s_.planes * band_stride_ + t;
@@ -287,7 +283,7 @@ class WinogradTiles {
             for_each_channel_block<Vec>(s_.planes, [&](int64_t p, auto p_block) {
               reduce_tiles<Vec, decltype(o_block)::value, decltype(p_block)::value>(
                   g + o * band_stride_, v + p * band_stride_, band_stride_, tiles,
-                  xi_sums + o * s_.planes + p, s_.planes);
+                  xi_sums + o * filter_stride_ + p, filter_stride_);
             });
           });
         }
@@ -351,19 +347,22 @@ class WinogradTiles {
 
   // grad_w[o][p][tap] = (G^T X G)[tap] for X the 4x4 sums of filter (o, p),
   // G^T = [[1, 1/2, 1/2, 0], [0, 1/2, -1/2, 0], [0, 1/2, 1/2, 1]], computed
-  // on vectors of input planes; the mask of run().
+  // on vectors of input planes (the sums' rows are filter_stride_ long, the
+  // planes past the last one zeros); the mask of run().
   uint32_t untransform_weight_grad(int64_t count, Acc* grad_w) {
     const V half = Vec::broadcast(Acc(0.5));
-    const int64_t xi_stride = count * s_.planes;
-    uint32_t finite = (uint32_t{1} << (count - 1) << 1) - 1;
+    const int64_t xi_stride = count * filter_stride_;
+    uint32_t finite = every_plane(count);
     Acc* taps = taps_.get();  // [tap][p], filter_stride_ apart
     for (int64_t o = 0; o < count; ++o) {
       V check = Vec::zero();
-      int64_t p = 0;
-      const auto untransform = [&](auto load, auto store) {
+      const Acc* x = grad_sums_.get() + o * filter_stride_;
+      for (int64_t p = 0; p < filter_stride_; p += kLanes) {
         V rows[3][4];  // G^T X
         for (int c = 0; c < 4; ++c) {
-          const V x0 = load(c), x1 = load(4 + c), x2 = load(8 + c), x3 = load(12 + c);
+          const V x0 = Vec::load(x + c * xi_stride + p), x1 = Vec::load(x + (4 + c) * xi_stride + p),
+                  x2 = Vec::load(x + (8 + c) * xi_stride + p),
+                  x3 = Vec::load(x + (12 + c) * xi_stride + p);
           rows[0][c] = Vec::add(x0, Vec::mul(Vec::add(x1, x2), half));
           rows[1][c] = Vec::mul(Vec::sub(x1, x2), half);
           rows[2][c] = Vec::add(Vec::mul(Vec::add(x1, x2), half), x3);
@@ -374,31 +373,32 @@ class WinogradTiles {
                             Vec::mul(Vec::sub(h[1], h[2]), half),
                             Vec::add(Vec::mul(Vec::add(h[1], h[2]), half), h[3])};
           for (int c = 0; c < 3; ++c) {
-            store(3 * r + c, tap[c]);
+            Vec::store(taps + (3 * r + c) * filter_stride_ + p, tap[c]);
             check = Vec::add(check, Vec::sub(tap[c], tap[c]));
           }
         }
-      };
-      const Acc* x = grad_sums_.get() + o * s_.planes;
-      for (; p + kLanes <= s_.planes; p += kLanes) {
-        untransform([&](int e) { return Vec::load(x + e * xi_stride + p); },
-                    [&](int t, V value) { Vec::store(taps + t * filter_stride_ + p, value); });
       }
       Acc* filters = grad_w + o * s_.planes * 9;
-      for (int64_t q = 0; q < p; ++q) {
-        for (int t = 0; t < 9; ++t) filters[q * 9 + t] = taps[t * filter_stride_ + q];
-      }
-      for (; p < s_.planes; ++p) {  // the planes past the last whole vector
-        Acc lanes[kTransformEntries][kLanes] = {};
-        for (int e = 0; e < kTransformEntries; ++e) lanes[e][0] = x[e * xi_stride + p];
-        Acc out[9][kLanes];
-        untransform([&](int e) { return Vec::load(lanes[e]); },
-                    [&](int t, V value) { Vec::store(out[t], value); });
-        for (int t = 0; t < 9; ++t) filters[p * 9 + t] = out[t][0];
+      for (int64_t p = 0; p < s_.planes; ++p) {
+        for (int t = 0; t < 9; ++t) filters[p * 9 + t] = taps[t * filter_stride_ + p];
       }
       if (!(Vec::sum(check) == Acc(0))) finite &= ~(uint32_t{1} << o);
     }
     return finite;
+  }
+
+  // A mask with a bit for each of `count` planes.
+  static uint32_t every_plane(int64_t count) { return (uint32_t{1} << (count - 1) << 1) - 1; }
+
+  // The number of tile rows of the band from tile row `band`, its input
+  // planes' transforms in v_ (kept from the last call while the planes of
+  // `key` fill one band).
+  template <typename T>
+  int64_t inputs_of_band(const T* in, int64_t key, int64_t band) {
+    const int64_t rows = min_of(band_rows_, tile_rows_ - band);
+    if (band_rows_ < tile_rows_ || key != key_) transform_inputs(in, band, rows);
+    key_ = band_rows_ < tile_rows_ ? -1 : key;
+    return rows;
   }
 
   // The tiles that the transforms of `rows` tile rows write.
