@@ -20,7 +20,9 @@ from mula_ops import reference
 # (kernel, stride, dilation, padding, groups): the register-blocked paths
 # (square 1/3/5/7; any dilation; at stride > 1 the forward over column
 # phases and the backward over the spread grad_output) with row and vector
-# tails, and the general loops (non-square), grouped, padding beyond the span.
+# tails, and the general loops (non-square), grouped, padding beyond the span;
+# the 1x1 stride-1 unpadded ones that are not depthwise as a matrix product
+# of planes, with pixels beyond the last whole vector.
 # Grouped cases have 12 input and 26 output channels (6 and 13 = 6 + 4 + 2 + 1
 # per group at groups 2), so the channel-blocked tiles and the weight
 # gradient's blocks of grad_output and input planes run in blocks of every
@@ -30,7 +32,7 @@ ISA_CASES = [(1, 1, 1, 0, "dw"), (3, 1, 1, 1, "dw"), (5, 1, 1, 2, "dw"), (7, 1, 
              (3, 2, 1, 1, "dw"), (3, 1, 2, 2, 2), (5, 2, 2, 3, 1), (7, 1, 2, 6, "dw"),
              (3, 1, 3, 1, "dw"), (5, 1, (1, 2), 5, "dw"), (3, 1, (3, 1), 7, 1),
              (7, 2, 1, 3, "dw"), (1, 2, 1, 0, 2), (3, 3, 2, 2, "dw"), (5, (1, 2), 1, 2, "dw"),
-             ((2, 3), 2, 1, 1, "dw")]
+             ((2, 3), 2, 1, 1, "dw"), (1, 1, 1, 0, 2), (1, 1, 2, 0, 1)]
 ISA_TOLERANCES = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 5e-3}
 
 

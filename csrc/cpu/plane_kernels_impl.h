@@ -5,8 +5,8 @@
 // work items (loops over planes) and the table of entry points and includes
 // the parts: storage_types.h (dtypes and rounding), plane_staging.h,
 // blocked_kernels.h (register-blocked tiles), general_loops.h (any shape),
-// plane_dispatch.h (which of the two a plane takes), bfloat16_pairs.h and
-// winograd_tiles.h.
+// plane_dispatch.h (which of the two a plane takes), bfloat16_pairs.h,
+// plane_products.h and winograd_tiles.h.
 // Everything here has internal linkage, so the builds for different ISAs
 // never meet at link time.
 //
@@ -34,8 +34,11 @@
 // (stride 1, 3x3 to 7x7) on pairs of neighbouring taps. A 3x3 stride-1
 // convolution over enough planes that is not depthwise runs its forward,
 // grad_input and (on large enough planes) weight gradient on Winograd tiles
-// instead (winograd_tiles.h), except in bfloat16 on pairs. Everything else takes the general loops, which handle
-// any size, stride, dilation and padding.
+// instead (winograd_tiles.h), except in bfloat16 on pairs; a 1x1 stride-1
+// unpadded one in float or double runs its forward and grad_input as a
+// matrix product of the planes as they are stored (plane_products.h).
+// Everything else takes the general loops, which handle any size, stride,
+// dilation and padding.
 //
 // Within a plane every sum runs in a fixed order, whichever tile or block
 // computes it, and planes never share an output element, so results do not
@@ -54,6 +57,7 @@
 
 #include "bfloat16_pairs.h"
 #include "plane_dispatch.h"  // and, through it, the other parts
+#include "plane_products.h"
 #include "winograd_tiles.h"
 
 namespace mula::cpu {
@@ -561,6 +565,63 @@ void backward_weight_winograd_planes(const BackwardArgs& a, int64_t begin, int64
   });
 }
 
+// The forward as a matrix product (plane_products.h), for float and double
+// (the planes as they are stored): the output planes of one (sample, group)
+// at a time, from the filters, biases and input planes in place.
+template <typename T>
+void forward_pointwise_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
+  const ConvShape& s = a.shape;
+  const int64_t in_per_group = s.in_channels / s.groups;
+  const int64_t out_per_group = s.out_channels / s.groups;
+  const int64_t pixels = s.in_height * s.in_width;
+  const auto* input = static_cast<const T*>(a.input);
+  const auto* weight = static_cast<const T*>(a.weight);
+  const auto* bias = static_cast<const T*>(a.bias);
+  using Vec = SimdFor<T>;
+  Scratch<T> tail((in_per_group + Vec::kChannelBlock) * Vec::kLanes);
+  for (int64_t item = begin, count = 1; item < end; item += count) {
+    const int64_t n = item / s.out_channels;
+    const int64_t oc = item % s.out_channels;
+    const int64_t group = oc / out_per_group;
+    count = min_of(end - item, out_per_group - oc % out_per_group);
+    multiply_planes(weight + item * in_per_group, in_per_group, in_per_group,
+                    input + (n * s.in_channels + group * in_per_group) * pixels, pixels, count,
+                    bias == nullptr ? nullptr : bias + (a.bias_per_sample ? item : oc),
+                    static_cast<T*>(a.output) + item * pixels, tail.get());
+  }
+}
+
+// grad_input as a matrix product: the transposed filters of one (sample,
+// group) times its grad_output planes.
+template <typename T>
+void backward_input_pointwise_planes(const BackwardArgs& a, int64_t begin, int64_t end) {
+  const ConvShape& s = a.shape;
+  const int64_t in_per_group = s.in_channels / s.groups;
+  const int64_t out_per_group = s.out_channels / s.groups;
+  const int64_t pixels = s.in_height * s.in_width;
+  const auto* weight = static_cast<const T*>(a.weight);
+  using Vec = SimdFor<T>;
+  Scratch<T> transposed(in_per_group * out_per_group);
+  Scratch<T> tail((out_per_group + Vec::kChannelBlock) * Vec::kLanes);
+  for (int64_t item = begin, count = 1; item < end; item += count) {
+    const int64_t n = item / s.in_channels;
+    const int64_t ic = item % s.in_channels;
+    const int64_t group = ic / in_per_group;
+    const int64_t icg = ic % in_per_group;
+    count = min_of(end - item, in_per_group - icg);
+    const int64_t first_out = n * s.out_channels + group * out_per_group;
+    for (int64_t i = 0; i < count; ++i) {
+      for (int64_t o = 0; o < out_per_group; ++o) {
+        transposed.get()[i * out_per_group + o] = weight[(first_out + o) * in_per_group + icg + i];
+      }
+    }
+    multiply_planes(transposed.get(), out_per_group, out_per_group,
+                    static_cast<const T*>(a.grad_output) + first_out * pixels, pixels, count,
+                    static_cast<const T*>(nullptr), static_cast<T*>(a.grad_input) + item * pixels,
+                    tail.get());
+  }
+}
+
 // One entry per table slot, dispatching on the dtype. A build that only adds
 // a bfloat16 path of its own (avx512_bf16) compiles that dtype alone and
 // hands the others to the table `Others` (the same source, compiled once).
@@ -582,6 +643,9 @@ void for_dtype(const Args& a, int64_t begin, int64_t end) {
 template <typename T>
 struct ForwardKernel {
   static void run(const ForwardArgs& a, int64_t b, int64_t e) {
+    if constexpr (std::is_same_v<T, AccOf<T>>) {
+      if (pointwise_product(a.shape)) return forward_pointwise_planes<T>(a, b, e);
+    }
     if (on_winograd_tiles<T>(a.shape)) return forward_winograd_planes<T>(a, b, e);
     forward_planes<T>(a, b, e);
   }
@@ -599,6 +663,9 @@ struct BackwardOutputKernel {
 template <typename T>
 struct BackwardInputKernel {
   static void run(const BackwardArgs& a, int64_t b, int64_t e) {
+    if constexpr (std::is_same_v<T, AccOf<T>>) {
+      if (pointwise_product(a.shape)) return backward_input_pointwise_planes<T>(a, b, e);
+    }
     if (on_winograd_tiles<T>(a.shape)) return backward_input_winograd_planes<T>(a, b, e);
     backward_input_planes_typed<T>(a, b, e);
   }

@@ -30,6 +30,7 @@
 #include <cstring>
 
 #include "plane_dispatch.h"
+#include "plane_products.h"
 
 namespace mula::cpu {
 namespace {
@@ -63,30 +64,6 @@ constexpr int64_t kTransformEntries = 16;
 struct WinogradShape {
   int64_t planes, rows, cols, top, left, out_rows, out_cols;
 };
-
-// m[o][t] = sum_p u[o * u_stride + p] * v[p * v_stride + t] for OB output
-// planes and NV vectors of tiles: the register-blocked product for one xi.
-template <typename Vec, int OB, int NV>
-void multiply_tiles(const typename Vec::Scalar* u, int64_t u_stride, int64_t planes,
-                    const typename Vec::Scalar* v, int64_t v_stride, typename Vec::Scalar* m,
-                    int64_t m_stride) {
-  using V = typename Vec::V;
-  V acc[OB][NV];
-  for (int o = 0; o < OB; ++o) {
-    for (int k = 0; k < NV; ++k) acc[o][k] = Vec::zero();
-  }
-  for (int64_t p = 0; p < planes; ++p) {
-    V x[NV];
-    for (int k = 0; k < NV; ++k) x[k] = Vec::in_register(Vec::load(v + p * v_stride + k * Vec::kLanes));
-    for (int o = 0; o < OB; ++o) {
-      const V w = Vec::broadcast(u[o * u_stride + p]);
-      for (int k = 0; k < NV; ++k) acc[o][k] = Vec::fma(w, x[k], acc[o][k]);
-    }
-  }
-  for (int o = 0; o < OB; ++o) {
-    for (int k = 0; k < NV; ++k) Vec::store(m + o * m_stride + k * Vec::kLanes, acc[o][k]);
-  }
-}
 
 // sums[o * sums_stride + p] += sum_t g[o * stride + t] * v[p * stride + t] over
 // `tiles` tiles (whole vectors) for OB grad_output planes and PB input

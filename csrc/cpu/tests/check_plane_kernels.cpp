@@ -146,7 +146,8 @@ int main() {
   // have tails) and the general loops; 1x1 to 7x7, stride 2, dilation 2;
   // planes narrower than a vector, and 32 wide (whole vectors, no pad
   // columns); groups of 4 planes with a 1x1 filter (where GCC 12 once
-  // vectorized the generic build's tiles into reads past the last plane).
+  // vectorized the generic build's tiles into reads past the last plane);
+  // a 1x1 matrix product of planes whose last pixels fill no whole vector.
   // Winograd tiles: tile rows shorter than a vector (their last vector
   // spills into the next row), odd output sizes, grad_input's margin
   // 2 - padding negative, the weight gradient on them (25x37), and a plane
@@ -157,7 +158,8 @@ int main() {
                         {4, 14, 2, 9, 11, 5, 2, 2, 1}, {4, 14, 2, 12, 10, 7, 1, 6, 2},
                         {2, 4, 2, 8, 8, 2, 1, 1, 1}, {16, 16, 4, 32, 32, 1, 1, 0, 1},
                         {33, 40, 1, 25, 37, 3, 1, 1, 1}, {48, 64, 2, 12, 40, 3, 1, 0, 1},
-                        {20, 20, 1, 10, 11, 3, 1, 3, 1}, {20, 20, 1, 128, 128, 3, 1, 1, 1}};
+                        {20, 20, 1, 10, 11, 3, 1, 3, 1}, {20, 20, 1, 128, 128, 3, 1, 1, 1},
+                        {6, 26, 2, 7, 9, 1, 1, 0, 1}};
   bool ok = true;
   for (const auto* kernels : builds) {
     for (const Case& c : cases) {
