@@ -268,18 +268,20 @@ constexpr int pixels_per_vector = int(sizeof(typename Vec::V) / sizeof(E));
 // from the staged planes. Every output element still sums in the order
 // (p, i, j), so the block size never changes its bits.
 
-// out_o[r][c] += sum_{p,i,j} w[(p * K * K + i * K + j) * OB + o] *
-//                 in_p[r * row_step + i * tap_row + start[j] + c]
-// for R output rows of OB planes by CV vectors, the filters packed by
+// out_o[r][c] = start_o + sum_{p,i,j} w[(p * K * K + i * K + j) * OB + o] *
+//                         in_p[r * row_step + i * tap_row + start[j] + c]
+// (start null: 0), rounded once into O (the output's storage type, or the
+// accumulation type), for R output rows of OB planes by CV vectors, the
+// filters packed by
 // correlate_channels (the OB taps a step broadcasts are neighbours: one
 // pointer reaches them all). E is the element of the staged planes and
 // filters: the accumulation type, or (where Vec has them) BFloat16Pairs, so
 // that p runs over pairs of planes.
-template <typename Vec, int K, int OB, int R, int CV, typename E>
+template <typename Vec, int K, int OB, int R, int CV, typename E, typename O>
 inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t planes,
                                    int64_t row_step, int64_t tap_row, const ColumnPhases& columns,
-                                   const E* w, typename Vec::Scalar* out,
-                                   int64_t out_stride, int64_t out_plane_stride) {
+                                   const E* w, O* out, int64_t out_stride, int64_t out_plane_stride,
+                                   const typename Vec::Scalar* start) {
   using V = typename Vec::V;
   using X = decltype(Vec::load(in));
   constexpr int L = Vec::kLanes;
@@ -289,9 +291,7 @@ inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t pl
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
-      for (int c = 0; c < CV; ++c) {
-        acc[o][r][c] = Vec::load(out + o * out_plane_stride + r * out_stride + c * L);
-      }
+      for (int c = 0; c < CV; ++c) acc[o][r][c] = start != nullptr ? Vec::broadcast(start[o]) : Vec::zero();
     }
   }
   for (int64_t p = 0; p < planes; ++p) {
@@ -328,39 +328,39 @@ inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t pl
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
       for (int c = 0; c < CV; ++c) {
-        Vec::store(out + o * out_plane_stride + r * out_stride + c * L, acc[o][r][c]);
+        Vec::narrow(out + o * out_plane_stride + r * out_stride + c * L, acc[o][r][c]);
       }
     }
   }
 }
 
 // One tile height (R output rows) of OB planes across all vectors of the row.
-template <typename Vec, int K, int OB, int R, typename E>
+template <typename Vec, int K, int OB, int R, typename E, typename O>
 void correlate_channel_rows(const E* in, int64_t plane_stride, int64_t planes, int64_t row_step,
-                            int64_t tap_row, const ColumnPhases& columns, const E* w,
-                            typename Vec::Scalar* out, int64_t out_stride,
-                            int64_t out_plane_stride, int64_t vectors) {
+                            int64_t tap_row, const ColumnPhases& columns, const E* w, O* out,
+                            int64_t out_stride, int64_t out_plane_stride,
+                            const typename Vec::Scalar* start, int64_t vectors) {
   constexpr int L = Vec::kLanes;
   int64_t v = 0;
   for (; v + 2 <= vectors; v += 2) {
     correlate_channel_tile<Vec, K, OB, R, 2>(in + v * L, plane_stride, planes, row_step, tap_row,
                                              columns, w, out + v * L, out_stride,
-                                             out_plane_stride);
+                                             out_plane_stride, start);
   }
   if (v < vectors) {
     correlate_channel_tile<Vec, K, OB, R, 1>(in + v * L, plane_stride, planes, row_step, tap_row,
                                              columns, w, out + v * L, out_stride,
-                                             out_plane_stride);
+                                             out_plane_stride, start);
   }
 }
 
 // OB planes, all rows, Vec::kChannelRowBlock rows at a time: output row r
 // reads input rows r * sh + i * dh.
-template <typename Vec, int K, int OB, typename E>
+template <typename Vec, int K, int OB, typename E, typename O>
 void correlate_channel_block(const E* in, int64_t in_stride, int64_t plane_stride,
                              int64_t planes, const ConvShape& s, const ColumnPhases& columns,
-                             const E* w, typename Vec::Scalar* out, int64_t out_stride,
-                             int64_t out_plane_stride, int64_t rows, int64_t vectors) {
+                             const E* w, O* out, int64_t out_stride, int64_t out_plane_stride,
+                             const typename Vec::Scalar* start, int64_t rows, int64_t vectors) {
   constexpr int R = Vec::kChannelRowBlock;
   const int64_t tap_row = s.dilation_h * in_stride;
   const int64_t row_step = s.stride_h * in_stride;
@@ -369,13 +369,13 @@ void correlate_channel_block(const E* in, int64_t in_stride, int64_t plane_strid
     for (; r + R <= rows; r += R) {
       correlate_channel_rows<Vec, K, OB, R>(in + r * row_step, plane_stride, planes, row_step,
                                             tap_row, columns, w, out + r * out_stride,
-                                            out_stride, out_plane_stride, vectors);
+                                            out_stride, out_plane_stride, start, vectors);
     }
   }
   for (; r < rows; ++r) {
     correlate_channel_rows<Vec, K, OB, 1>(in + r * row_step, plane_stride, planes, row_step,
                                           tap_row, columns, w, out + r * out_stride,
-                                          out_stride, out_plane_stride, vectors);
+                                          out_stride, out_plane_stride, start, vectors);
   }
 }
 

@@ -105,14 +105,17 @@ void for_each_channel_block(int64_t channels, Body&& body) {
   blocks_of(std::integral_constant<int, 1>{});
 }
 
-// out_o += sum_p w_o,p (x) in_p for `channels` output planes (out_plane_stride
-// apart) over `planes` staged planes (plane_stride apart), the filters laid
-// out [o][p][tap]: channel-blocked tiles. The planes and filters hold Acc, or
-// BFloat16Pair (p then runs over pairs).
-template <typename Acc, typename E>
+// out_o = start_o + sum_p w_o,p (x) in_p (start null: 0) for `channels`
+// output planes (out_plane_stride apart) over `planes` staged planes
+// (plane_stride apart), the filters laid out [o][p][tap]: channel-blocked
+// tiles. The planes and filters hold Acc, or BFloat16Pair (p then runs over
+// pairs); O is the accumulation type, or the output's storage type where its
+// rows are whole vectors (each sum then rounds straight into the output).
+template <typename Acc, typename E, typename O>
 void correlate_channels(const E* in, int64_t in_stride, int64_t plane_stride, int64_t planes,
                         const E* w, const ConvShape& s, int64_t rows, int64_t cols,
-                        int64_t channels, Acc* out, int64_t out_stride, int64_t out_plane_stride) {
+                        int64_t channels, const Acc* start, O* out, int64_t out_stride,
+                        int64_t out_plane_stride) {
   using Vec = SimdFor<Acc>;
   const int64_t vectors = cols / Vec::kLanes;
   with_kernel_size(blocked_kernel_size(s), [&](auto k) {
@@ -135,7 +138,8 @@ void correlate_channels(const E* in, int64_t in_stride, int64_t plane_stride, in
     for_each_channel_block<Vec>(channels, [&](int64_t o, auto block) {
       correlate_channel_block<Vec, K, decltype(block)::value>(
           in, in_stride, plane_stride, planes, s, columns, packed.get() + o * w_stride,
-          out + o * out_plane_stride, out_stride, out_plane_stride, rows, vectors);
+          out + o * out_plane_stride, out_stride, out_plane_stride,
+          start != nullptr ? start + o : nullptr, rows, vectors);
     });
   });
 }

@@ -92,10 +92,11 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   const bool on_tap_pairs = paired && !blocked && tap_pairs(s);
   StagedGroup<Acc> staged(pairs_from_storage || on_tap_pairs ? 0 : in_per_group, in_plane);
   Scratch<Acc> row(g.in_cols);
-  // One plane at a time, in the accumulation type, with rows of whole
-  // vectors: computed in place in the output, with no accumulator plane to
-  // store from.
-  const bool in_place = std::is_same_v<T, Acc> && !blocked && g.out_cols == s.out_width;
+  // Rows of whole vectors: one plane at a time in the accumulation type, or
+  // the channel-blocked tiles in any, computed in place in the output, with
+  // no accumulator plane to store from.
+  const bool in_place =
+      g.out_cols == s.out_width && (blocked || std::is_same_v<T, Acc>);
   Scratch<Acc> acc(in_place ? 0 : block * acc_plane);
   Scratch<Acc> filters(paired && blocked ? 0 : block * in_per_group * taps);
   const int64_t in_pairs = (in_per_group + 1) / 2;
@@ -118,9 +119,7 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
     if constexpr (std::is_same_v<T, Acc>) {
       if (in_place) sums = output + item * s.out_height * s.out_width;
     }
-    if (blocked) {
-      for (int64_t o = 0; o < count; ++o) fill(acc.get() + o * acc_plane, acc_plane, bias_of(o));
-    } else if (in_per_group == 0) {  // else the first correlation starts at the bias
+    if (!blocked && in_per_group == 0) {  // else the first correlation starts at the bias
       fill(sums, s.out_height * g.out_cols, bias_of(0));
     }
     if (!(paired && blocked)) {
@@ -158,20 +157,31 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
       }
     }
     if (blocked) {
-      if constexpr (paired) {
-        for (int64_t o = 0; o < count; ++o) {
-          for (int64_t q = 0; 2 * q < in_per_group; ++q) {
-            const T* first = weight + ((item + o) * in_per_group + 2 * q) * taps;
-            pair_filters(first, 2 * q + 1 < in_per_group ? first + taps : nullptr, taps, false,
-                         filter_pairs.get() + (o * in_pairs + q) * taps);
+      Acc start[SimdFor<Acc>::kChannelBlock];
+      for (int64_t o = 0; o < count; ++o) start[o] = bias_of(o);
+      // Into the output itself, or into accumulator planes.
+      const auto correlate_into = [&](auto* out, int64_t out_stride, int64_t out_plane) {
+        if constexpr (paired) {
+          for (int64_t o = 0; o < count; ++o) {
+            for (int64_t q = 0; 2 * q < in_per_group; ++q) {
+              const T* first = weight + ((item + o) * in_per_group + 2 * q) * taps;
+              pair_filters(first, 2 * q + 1 < in_per_group ? first + taps : nullptr, taps, false,
+                           filter_pairs.get() + (o * in_pairs + q) * taps);
+            }
           }
+          correlate_channels(staged_pairs.get(), g.in_cols, pair_plane, in_pairs,
+                             filter_pairs.get(), s, s.out_height, g.out_cols, count, start, out,
+                             out_stride, out_plane);
+        } else {
+          correlate_channels(staged.plane(0), g.in_cols, in_plane, in_per_group, filters.get(), s,
+                             s.out_height, g.out_cols, count, start, out, out_stride, out_plane);
         }
-        correlate_channels(staged_pairs.get(), g.in_cols, pair_plane, in_pairs,
-                           filter_pairs.get(), s, s.out_height, g.out_cols, count, acc.get(),
-                           g.out_cols, acc_plane);
+      };
+      if (in_place) {
+        correlate_into(output + item * s.out_height * s.out_width, s.out_width,
+                       s.out_height * s.out_width);
       } else {
-        correlate_channels(staged.plane(0), g.in_cols, in_plane, in_per_group, filters.get(), s,
-                           s.out_height, g.out_cols, count, acc.get(), g.out_cols, acc_plane);
+        correlate_into(acc.get(), g.out_cols, acc_plane);
       }
     } else if (on_tap_pairs) {
       if constexpr (paired) {  // depthwise: one input plane
@@ -357,7 +367,10 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
   // spread out; then no float plane or filter is staged.
   const bool pairs_from_storage = paired && blocked && !spreads_grad_output(s);
   StagedGroup<Acc> staged_grad_output(pairs_from_storage ? 0 : out_per_group, go_plane);
-  Scratch<Acc> grad_in(block * grad_in_plane);
+  // The channel-blocked tiles compute in place in grad_input where its rows
+  // are whole vectors.
+  const bool in_place = blocked && g.grad_in_cols == s.in_width;
+  Scratch<Acc> grad_in(in_place ? 0 : block * grad_in_plane);
   Scratch<Acc> filters(paired && blocked ? 0 : block * out_per_group * taps);
   const int64_t out_pairs = (out_per_group + 1) / 2;
   const int64_t pair_plane = plane_stride_of<BFloat16Pair>(g.go_rows * g.go_cols);
@@ -370,7 +383,7 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     const int64_t first_oc = group * out_per_group;
     const int64_t icg = ic % in_per_group;
     count = min_of(min_of(block, end - item), in_per_group - icg);
-    fill(grad_in.get(), count * grad_in_plane, Acc(0));
+    if (!blocked) fill(grad_in.get(), count * grad_in_plane, Acc(0));
     if (staged_grad_output.needs_staging(n * s.groups + group)) {
       if (pairs_from_storage) {
         if constexpr (paired) {
@@ -405,24 +418,33 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     if (blocked) {
       // The flipped correlation over the margin, as input_grad's fast path.
       const int64_t margin = b.pad_h * g.go_cols + b.pad_w;
-      if constexpr (paired) {
-        // Filter (ocg, ic) of this sample, for pairs of grad_output planes.
-        const int64_t filter_stride = in_per_group * taps;
-        for (int64_t o = 0; o < count; ++o) {
-          for (int64_t q = 0; 2 * q < out_per_group; ++q) {
-            const T* first =
-                weight + (n * s.out_channels + first_oc + 2 * q) * filter_stride + (icg + o) * taps;
-            pair_filters(first, 2 * q + 1 < out_per_group ? first + filter_stride : nullptr, taps,
-                         flipped, filter_pairs.get() + (o * out_pairs + q) * taps);
+      const Acc* zero = nullptr;
+      const auto correlate_into = [&](auto* out, int64_t out_stride, int64_t out_plane) {
+        if constexpr (paired) {
+          // Filter (ocg, ic) of this sample, for pairs of grad_output planes.
+          const int64_t filter_stride = in_per_group * taps;
+          for (int64_t o = 0; o < count; ++o) {
+            for (int64_t q = 0; 2 * q < out_per_group; ++q) {
+              const T* first = weight + (n * s.out_channels + first_oc + 2 * q) * filter_stride +
+                               (icg + o) * taps;
+              pair_filters(first, 2 * q + 1 < out_per_group ? first + filter_stride : nullptr,
+                           taps, flipped, filter_pairs.get() + (o * out_pairs + q) * taps);
+            }
           }
+          correlate_channels(staged_pairs.get() + margin, g.go_cols, pair_plane, out_pairs,
+                             filter_pairs.get(), b, s.in_height, g.grad_in_cols, count, zero, out,
+                             out_stride, out_plane);
+        } else {
+          correlate_channels(staged_grad_output.plane(0) + margin, g.go_cols, go_plane,
+                             out_per_group, filters.get(), b, s.in_height, g.grad_in_cols, count,
+                             zero, out, out_stride, out_plane);
         }
-        correlate_channels(staged_pairs.get() + margin, g.go_cols, pair_plane, out_pairs,
-                           filter_pairs.get(), b, s.in_height, g.grad_in_cols, count,
-                           grad_in.get(), g.grad_in_cols, grad_in_plane);
+      };
+      if (in_place) {
+        correlate_into(static_cast<T*>(a.grad_input) + item * s.in_height * s.in_width,
+                       s.in_width, s.in_height * s.in_width);
       } else {
-        correlate_channels(staged_grad_output.plane(0) + margin, g.go_cols, go_plane,
-                           out_per_group, filters.get(), b, s.in_height, g.grad_in_cols, count,
-                           grad_in.get(), g.grad_in_cols, grad_in_plane);
+        correlate_into(grad_in.get(), g.grad_in_cols, grad_in_plane);
       }
     } else {
       for (int64_t ocg = 0; ocg < out_per_group; ++ocg) {
@@ -430,7 +452,7 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
                    g.grad_in_cols);
       }
     }
-    for (int64_t o = 0; o < count; ++o) {
+    for (int64_t o = 0; o < count && !in_place; ++o) {
       store_plane(grad_in.get() + o * grad_in_plane, g.grad_in_cols, s.in_height, s.in_width,
                   static_cast<T*>(a.grad_input) + (item + o) * s.in_height * s.in_width);
     }
