@@ -52,44 +52,55 @@ inline bool pointwise_product(const ConvShape& s) {
 
 // out[o * pixels + x] = start[o] + sum_p u[o * u_stride + p] * in[p * pixels + x]
 // for `channels` output planes of `pixels` pixels over `planes` input planes
-// (start null: 0). A block of output planes runs along the pixels, which keeps
-// its filters in registers' reach and streams the input planes through L1.
-// The last pixels that fill no whole vector go through `tail`, a scratch of
-// planes + kChannelBlock vectors: those pixels of every input plane, zeros
-// after them.
+// (start null: 0). The pixels run in bands whose input planes fit in a
+// quarter of L2 (kBandBytes); within a band each block of output planes
+// runs along the pixels, so that the band's input stays in L2 for all of
+// them. The last pixels that fill no whole vector go through `tail`, a
+// scratch of planes + kChannelBlock vectors: those pixels of every input
+// plane, zeros after them.
 template <typename Acc>
 void multiply_planes(const Acc* u, int64_t u_stride, int64_t planes, const Acc* in,
                      int64_t pixels, int64_t channels, const Acc* start, Acc* out, Acc* tail) {
   using Vec = SimdFor<Acc>;
   constexpr int64_t L = Vec::kLanes;
   constexpr int NV = 2 * Vec::kChannelRowBlock;
+  constexpr int64_t kBandBytes = 256 << 10;
   const int64_t whole = pixels / L * L;
   const int64_t left = pixels - whole;
+  const int64_t band =
+      max_of(NV * L, kBandBytes / (max_of(planes, 1) * int64_t(sizeof(Acc))) / (NV * L) * (NV * L));
   Acc* tail_out = tail + planes * L;
   if (left != 0) {
     for (int64_t p = 0; p < planes; ++p) {
       for (int64_t x = 0; x < L; ++x) tail[p * L + x] = x < left ? in[p * pixels + whole + x] : 0;
     }
   }
-  for_each_channel_block<Vec>(channels, [&](int64_t o, auto block) {
-    constexpr int OB = decltype(block)::value;
-    const Acc* uo = u + o * u_stride;
-    const Acc* so = start != nullptr ? start + o : nullptr;
-    Acc* mo = out + o * pixels;
-    int64_t x = 0;
-    for (; x + NV * L <= whole; x += NV * L) {
-      multiply_tiles<Vec, OB, NV>(uo, u_stride, planes, in + x, pixels, mo + x, pixels, so);
-    }
-    for (; x < whole; x += L) {
-      multiply_tiles<Vec, OB, 1>(uo, u_stride, planes, in + x, pixels, mo + x, pixels, so);
-    }
-    if (left != 0) {
-      multiply_tiles<Vec, OB, 1>(uo, u_stride, planes, tail, L, tail_out, L, so);
-      for (int b = 0; b < OB; ++b) {
-        for (int64_t i = 0; i < left; ++i) mo[b * pixels + whole + i] = tail_out[b * L + i];
+  for (int64_t first = 0; first < whole; first += band) {
+    const int64_t last = min_of(first + band, whole);
+    for_each_channel_block<Vec>(channels, [&](int64_t o, auto block) {
+      constexpr int OB = decltype(block)::value;
+      const Acc* uo = u + o * u_stride;
+      const Acc* so = start != nullptr ? start + o : nullptr;
+      Acc* mo = out + o * pixels;
+      int64_t x = first;
+      for (; x + NV * L <= last; x += NV * L) {
+        multiply_tiles<Vec, OB, NV>(uo, u_stride, planes, in + x, pixels, mo + x, pixels, so);
       }
-    }
-  });
+      for (; x < last; x += L) {
+        multiply_tiles<Vec, OB, 1>(uo, u_stride, planes, in + x, pixels, mo + x, pixels, so);
+      }
+    });
+  }
+  if (left != 0) {
+    for_each_channel_block<Vec>(channels, [&](int64_t o, auto block) {
+      constexpr int OB = decltype(block)::value;
+      multiply_tiles<Vec, OB, 1>(u + o * u_stride, u_stride, planes, tail, L, tail_out, L,
+                                 start != nullptr ? start + o : nullptr);
+      for (int b = 0; b < OB; ++b) {
+        for (int64_t i = 0; i < left; ++i) out[(o + b) * pixels + whole + i] = tail_out[b * L + i];
+      }
+    });
+  }
 }
 
 }  // namespace
