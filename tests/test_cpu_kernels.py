@@ -209,6 +209,29 @@ def test_winograd_tiles_in_bands_of_tile_rows(monkeypatch):
         assert (value - want).abs().max().item() < 1e-12 * want.abs().max().item(), name
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_pointwise_product_in_bands_of_pixels(isa, monkeypatch):
+    """A 1x1 convolution whose input planes exceed the matrix product's band
+    (256 KiB: 128 planes of 700 pixels in float32 or float64) runs in bands
+    of pixels, then the pixels past the last whole vector; forward and
+    grad_input (through 13 output planes) against float64."""
+    if not _cpu_supports(isa):
+        pytest.skip(f"this CPU lacks {isa}")
+    monkeypatch.setenv("MULA_CPU_ISA", isa)
+    torch.manual_seed(0)
+    x = torch.randn(2, 128, 20, 35, dtype=torch.float64)
+    w = torch.randn(2, 13, 128, 1, 1, dtype=torch.float64) / 128 ** 0.5
+    b = torch.randn(13, dtype=torch.float64)
+    wanted, grad_output = _float64_oracle(x, w, b, 0, 1)
+    for dtype in (torch.float32, torch.float64):
+        leaves = [t.to(dtype).requires_grad_() for t in (x, w, b)]
+        out = mula_ops.dynamic_conv2d(*leaves)
+        got = (out,) + torch.autograd.grad(out, leaves, grad_output.to(dtype))
+        for name, value, want in zip(("output", "grad_input", "grad_weight", "grad_bias"), got, wanted):
+            error = (value.double() - want).abs().max().item() / want.abs().max().item()
+            assert error < ISA_TOLERANCES[dtype], (dtype, name, error)
+
+
 def test_winograd_error_stays_within_its_tile():
     """A tile's rounding error scales with the values of its own 4x4 input
     block: a value 1e20 times the rest spoils only the tiles whose blocks
