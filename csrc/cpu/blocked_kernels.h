@@ -291,7 +291,9 @@ inline void correlate_channel_tile(const E* in, int64_t plane_stride, int64_t pl
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 2
-      for (int c = 0; c < CV; ++c) acc[o][r][c] = start != nullptr ? Vec::broadcast(start[o]) : Vec::zero();
+      for (int c = 0; c < CV; ++c) {
+        acc[o][r][c] = start != nullptr ? Vec::broadcast(start[o]) : Vec::zero();
+      }
     }
   }
   for (int64_t p = 0; p < planes; ++p) {

@@ -95,8 +95,7 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
   // Rows of whole vectors: one plane at a time in the accumulation type, or
   // the channel-blocked tiles in any, computed in place in the output, with
   // no accumulator plane to store from.
-  const bool in_place =
-      g.out_cols == s.out_width && (blocked || std::is_same_v<T, Acc>);
+  const bool in_place = g.out_cols == s.out_width && (blocked || std::is_same_v<T, Acc>);
   Scratch<Acc> acc(in_place ? 0 : block * acc_plane);
   Scratch<Acc> filters(paired && blocked ? 0 : block * in_per_group * taps);
   const int64_t in_pairs = (in_per_group + 1) / 2;
@@ -159,16 +158,18 @@ void forward_planes(const ForwardArgs& a, int64_t begin, int64_t end) {
     if (blocked) {
       Acc start[SimdFor<Acc>::kChannelBlock];
       for (int64_t o = 0; o < count; ++o) start[o] = bias_of(o);
+      if constexpr (paired) {
+        for (int64_t o = 0; o < count; ++o) {
+          for (int64_t q = 0; 2 * q < in_per_group; ++q) {
+            const T* first = weight + ((item + o) * in_per_group + 2 * q) * taps;
+            pair_filters(first, 2 * q + 1 < in_per_group ? first + taps : nullptr, taps, false,
+                         filter_pairs.get() + (o * in_pairs + q) * taps);
+          }
+        }
+      }
       // Into the output itself, or into accumulator planes.
       const auto correlate_into = [&](auto* out, int64_t out_stride, int64_t out_plane) {
         if constexpr (paired) {
-          for (int64_t o = 0; o < count; ++o) {
-            for (int64_t q = 0; 2 * q < in_per_group; ++q) {
-              const T* first = weight + ((item + o) * in_per_group + 2 * q) * taps;
-              pair_filters(first, 2 * q + 1 < in_per_group ? first + taps : nullptr, taps, false,
-                           filter_pairs.get() + (o * in_pairs + q) * taps);
-            }
-          }
           correlate_channels(staged_pairs.get(), g.in_cols, pair_plane, in_pairs,
                              filter_pairs.get(), s, s.out_height, g.out_cols, count, start, out,
                              out_stride, out_plane);
@@ -418,19 +419,22 @@ void backward_input_planes_typed(const BackwardArgs& a, int64_t begin, int64_t e
     if (blocked) {
       // The flipped correlation over the margin, as input_grad's fast path.
       const int64_t margin = b.pad_h * g.go_cols + b.pad_w;
+      if constexpr (paired) {
+        // Filter (ocg, ic) of this sample, for pairs of grad_output planes.
+        const int64_t filter_stride = in_per_group * taps;
+        for (int64_t o = 0; o < count; ++o) {
+          for (int64_t q = 0; 2 * q < out_per_group; ++q) {
+            const T* first =
+                weight + (n * s.out_channels + first_oc + 2 * q) * filter_stride + (icg + o) * taps;
+            pair_filters(first, 2 * q + 1 < out_per_group ? first + filter_stride : nullptr, taps,
+                         flipped, filter_pairs.get() + (o * out_pairs + q) * taps);
+          }
+        }
+      }
       const Acc* zero = nullptr;
+      // Into grad_input itself, or into accumulator planes.
       const auto correlate_into = [&](auto* out, int64_t out_stride, int64_t out_plane) {
         if constexpr (paired) {
-          // Filter (ocg, ic) of this sample, for pairs of grad_output planes.
-          const int64_t filter_stride = in_per_group * taps;
-          for (int64_t o = 0; o < count; ++o) {
-            for (int64_t q = 0; 2 * q < out_per_group; ++q) {
-              const T* first = weight + (n * s.out_channels + first_oc + 2 * q) * filter_stride +
-                               (icg + o) * taps;
-              pair_filters(first, 2 * q + 1 < out_per_group ? first + filter_stride : nullptr,
-                           taps, flipped, filter_pairs.get() + (o * out_pairs + q) * taps);
-            }
-          }
           correlate_channels(staged_pairs.get() + margin, g.go_cols, pair_plane, out_pairs,
                              filter_pairs.get(), b, s.in_height, g.grad_in_cols, count, zero, out,
                              out_stride, out_plane);
@@ -599,8 +603,6 @@ void forward_pointwise_planes(const ForwardArgs& a, int64_t begin, int64_t end) 
   const auto* input = static_cast<const T*>(a.input);
   const auto* weight = static_cast<const T*>(a.weight);
   const auto* bias = static_cast<const T*>(a.bias);
-  using Vec = SimdFor<T>;
-  Scratch<T> tail((in_per_group + Vec::kChannelBlock) * Vec::kLanes);
   for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.out_channels;
     const int64_t oc = item % s.out_channels;
@@ -609,7 +611,7 @@ void forward_pointwise_planes(const ForwardArgs& a, int64_t begin, int64_t end) 
     multiply_planes(weight + item * in_per_group, in_per_group, in_per_group,
                     input + (n * s.in_channels + group * in_per_group) * pixels, pixels, count,
                     bias == nullptr ? nullptr : bias + (a.bias_per_sample ? item : oc),
-                    static_cast<T*>(a.output) + item * pixels, tail.get());
+                    static_cast<T*>(a.output) + item * pixels);
   }
 }
 
@@ -622,9 +624,7 @@ void backward_input_pointwise_planes(const BackwardArgs& a, int64_t begin, int64
   const int64_t out_per_group = s.out_channels / s.groups;
   const int64_t pixels = s.in_height * s.in_width;
   const auto* weight = static_cast<const T*>(a.weight);
-  using Vec = SimdFor<T>;
   Scratch<T> transposed(in_per_group * out_per_group);
-  Scratch<T> tail((out_per_group + Vec::kChannelBlock) * Vec::kLanes);
   for (int64_t item = begin, count = 1; item < end; item += count) {
     const int64_t n = item / s.in_channels;
     const int64_t ic = item % s.in_channels;
@@ -639,8 +639,7 @@ void backward_input_pointwise_planes(const BackwardArgs& a, int64_t begin, int64
     }
     multiply_planes(transposed.get(), out_per_group, out_per_group,
                     static_cast<const T*>(a.grad_output) + first_out * pixels, pixels, count,
-                    static_cast<const T*>(nullptr), static_cast<T*>(a.grad_input) + item * pixels,
-                    tail.get());
+                    static_cast<const T*>(nullptr), static_cast<T*>(a.grad_input) + item * pixels);
   }
 }
 

@@ -29,11 +29,14 @@ void multiply_tiles(const typename Vec::Scalar* u, int64_t u_stride, int64_t pla
   using V = typename Vec::V;
   V acc[OB][NV];
   for (int o = 0; o < OB; ++o) {
-    for (int k = 0; k < NV; ++k) acc[o][k] = start != nullptr ? Vec::broadcast(start[o]) : Vec::zero();
+    const V first = start != nullptr ? Vec::broadcast(start[o]) : Vec::zero();
+    for (int k = 0; k < NV; ++k) acc[o][k] = first;
   }
   for (int64_t p = 0; p < planes; ++p) {
     V x[NV];
-    for (int k = 0; k < NV; ++k) x[k] = Vec::in_register(Vec::load(v + p * v_stride + k * Vec::kLanes));
+    for (int k = 0; k < NV; ++k) {
+      x[k] = Vec::in_register(Vec::load(v + p * v_stride + k * Vec::kLanes));
+    }
     for (int o = 0; o < OB; ++o) {
       const V w = Vec::broadcast(u[o * u_stride + p]);
       for (int k = 0; k < NV; ++k) acc[o][k] = Vec::fma(w, x[k], acc[o][k]);
@@ -55,12 +58,11 @@ inline bool pointwise_product(const ConvShape& s) {
 // (start null: 0). The pixels run in bands whose input planes fit in a
 // quarter of L2 (kBandBytes); within a band each block of output planes
 // runs along the pixels, so that the band's input stays in L2 for all of
-// them. The last pixels that fill no whole vector go through `tail`, a
-// scratch of planes + kChannelBlock vectors: those pixels of every input
-// plane, zeros after them.
+// them. The last pixels that fill no whole vector go through a staged
+// vector per input plane: those pixels, zeros after them.
 template <typename Acc>
 void multiply_planes(const Acc* u, int64_t u_stride, int64_t planes, const Acc* in,
-                     int64_t pixels, int64_t channels, const Acc* start, Acc* out, Acc* tail) {
+                     int64_t pixels, int64_t channels, const Acc* start, Acc* out) {
   using Vec = SimdFor<Acc>;
   constexpr int64_t L = Vec::kLanes;
   constexpr int NV = 2 * Vec::kChannelRowBlock;
@@ -69,6 +71,8 @@ void multiply_planes(const Acc* u, int64_t u_stride, int64_t planes, const Acc* 
   const int64_t left = pixels - whole;
   const int64_t band =
       max_of(NV * L, kBandBytes / (max_of(planes, 1) * int64_t(sizeof(Acc))) / (NV * L) * (NV * L));
+  Scratch<Acc> staged(left != 0 ? (planes + Vec::kChannelBlock) * L : 0);
+  Acc* tail = staged.get();
   Acc* tail_out = tail + planes * L;
   if (left != 0) {
     for (int64_t p = 0; p < planes; ++p) {
