@@ -78,6 +78,32 @@ struct Avx512F32 : Avx512Blocking {
     const __m128 pairs = _mm_add_ps(fours, _mm_movehl_ps(fours, fours));
     return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
   }
+  // sums[i] = sum(v[i]) for kLanes vectors at once: the same tree on all
+  // of them, each level adding the halves of two vectors' partial sums in
+  // one instruction (45 instructions for 16 sums, where sum() takes 8
+  // each), so every sum has sum()'s bits.
+  static void sum_each(const V* v, float* sums) {
+    V eights[8], fours[4], pairs[2];
+    for (int i = 0; i < 8; ++i) {  // blocks: v[2i] lanes i + i + 8, then v[2i + 1]'s
+      eights[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                                _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    }
+    for (int i = 0; i < 4; ++i) {  // block m: v[4i + m]'s lanes i + i + 4
+      fours[i] = _mm512_add_ps(_mm512_shuffle_f32x4(eights[2 * i], eights[2 * i + 1], 0x88),
+                               _mm512_shuffle_f32x4(eights[2 * i], eights[2 * i + 1], 0xDD));
+    }
+    for (int i = 0; i < 2; ++i) {  // block m: lanes i + i + 2 of v[8i + m], then of v[8i + 4 + m]
+      pairs[i] = _mm512_add_ps(_mm512_shuffle_ps(fours[2 * i], fours[2 * i + 1], 0x44),
+                               _mm512_shuffle_ps(fours[2 * i], fours[2 * i + 1], 0xEE));
+    }
+    // Lane 4m + t: the sum of v[4t + m].
+    alignas(64) float lanes[kLanes];
+    _mm512_store_ps(lanes, _mm512_add_ps(_mm512_shuffle_ps(pairs[0], pairs[1], 0x88),
+                                         _mm512_shuffle_ps(pairs[0], pairs[1], 0xDD)));
+    for (int m = 0; m < 4; ++m) {
+      for (int t = 0; t < 4; ++t) sums[4 * t + m] = lanes[4 * m + t];
+    }
+  }
   // Storage conversions, rounding as csrc/half_rounding.h does: F16C's
   // round-to-nearest-even for float16; for bfloat16 the same integer
   // rounding, NaN as 0x7fc0.

@@ -5,11 +5,34 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "plane_staging.h"
 
 namespace mula::cpu {
 namespace {
+
+// Whether Vec sums kLanes vectors at once (Vec::sum_each).
+template <typename Vec, typename = void>
+struct SumsEach : std::false_type {};
+template <typename Vec>
+struct SumsEach<Vec, std::void_t<decltype(Vec::sum_each(nullptr, nullptr))>> : std::true_type {};
+
+// store(i, Vec::sum(v[i])) for i < count: kLanes vectors at a time where Vec
+// sums them together (the same bits), one at a time otherwise.
+template <typename Vec, typename Store>
+__attribute__((always_inline)) inline void sum_each(const typename Vec::V* v, int count,
+                                                    Store&& store) {
+  int i = 0;
+  if constexpr (SumsEach<Vec>::value) {
+    typename Vec::Scalar sums[Vec::kLanes];
+    for (; i + Vec::kLanes <= count; i += Vec::kLanes) {
+      Vec::sum_each(v + i, sums);
+      for (int k = 0; k < Vec::kLanes; ++k) store(i + k, sums[k]);
+    }
+  }
+  for (; i < count; ++i) store(i, Vec::sum(v[i]));
+}
 
 // ---------------------------------------------------------------------------
 // Register-blocked kernels (stride 1, K x K filter). Column dilation
@@ -479,19 +502,10 @@ void weight_grad_rows(const E* in, int64_t in_stride, int64_t plane_stride, cons
       }
     }
   }
-#pragma GCC unroll 4
-  for (int o = 0; o < OB; ++o) {
-#pragma GCC unroll 8
-    for (int q = 0; q < PB; ++q) {
-#pragma GCC unroll 8
-      for (int b = 0; b < KB; ++b) {
-#pragma GCC unroll 8
-        for (int j = 0; j < K; ++j) {
-          grad_w[o * w_out_stride + q * K * K + (kh0 + b) * K + j] = Vec::sum(acc[o][q][b][j]);
-        }
-      }
-    }
-  }
+  sum_each<Vec>(&acc[0][0][0][0], OB * PB * KB * K, [&](int i, typename Vec::Scalar sum) {
+    const int j = i % K, b = i / K % KB, q = i / (K * KB) % PB, o = i / (K * KB * PB);
+    grad_w[o * w_out_stride + q * K * K + (kh0 + b) * K + j] = sum;
+  });
 }
 
 // Register blocking of the weight gradient: KB filter rows per pass, and

@@ -68,7 +68,7 @@ struct WinogradShape {
 // sums[o * sums_stride + p] += sum_t g[o * stride + t] * v[p * stride + t] over
 // `tiles` tiles (whole vectors) for OB grad_output planes and PB input
 // planes: the register-blocked reduction of the weight gradient for one xi,
-// each sum in lanes, then across them (Vec::sum's fixed order).
+// each sum in lanes, then across them (sum_each: Vec::sum's fixed order).
 template <typename Vec, int OB, int PB>
 void reduce_tiles(const typename Vec::Scalar* g, const typename Vec::Scalar* v, int64_t stride,
                   int64_t tiles, typename Vec::Scalar* sums, int64_t sums_stride) {
@@ -85,9 +85,9 @@ void reduce_tiles(const typename Vec::Scalar* g, const typename Vec::Scalar* v, 
       for (int o = 0; o < OB; ++o) acc[o][p] = Vec::fma(go[o], x, acc[o][p]);
     }
   }
-  for (int o = 0; o < OB; ++o) {
-    for (int p = 0; p < PB; ++p) sums[o * sums_stride + p] += Vec::sum(acc[o][p]);
-  }
+  sum_each<Vec>(&acc[0][0], OB * PB, [&](int i, typename Vec::Scalar sum) {
+    sums[i / PB * sums_stride + i % PB] += sum;
+  });
 }
 
 // Calls body(o, std::integral_constant<int, OB>{}) for blocks of
