@@ -85,7 +85,13 @@ void reduce_tiles(const typename Vec::Scalar* g, const typename Vec::Scalar* v, 
       for (int o = 0; o < OB; ++o) acc[o][p] = Vec::fma(go[o], x, acc[o][p]);
     }
   }
-  sum_each<Vec>(&acc[0][0], OB * PB, [&](int i, typename Vec::Scalar sum) {
+  // Summed from a copy: with acc's own address taken GCC kept the double
+  // accumulators in memory, storing all of them on every step (the
+  // reduction ran at half speed).
+  V sums_of[OB * PB];
+#pragma GCC unroll 32
+  for (int i = 0; i < OB * PB; ++i) sums_of[i] = acc[i / PB][i % PB];
+  sum_each<Vec>(sums_of, OB * PB, [&](int i, typename Vec::Scalar sum) {
     sums[i / PB * sums_stride + i % PB] += sum;
   });
 }
@@ -125,18 +131,15 @@ class WinogradTiles {
  public:
   static constexpr int64_t kMaxBlock = 32;  // the bits of run()'s mask
 
-  // Whether the weight gradient gains from the tiles: each of its sums ends
-  // in a sum across a vector's lanes, which at fewer than 8 vectors of tiles
-  // per plane costs more than the products saved (measured: 4 vectors 4%
-  // slower than the direct tiles, 9 vectors 1.5x faster), and its three
-  // transforms per pair of planes want more planes than the forward's (16
-  // input and 32 output planes per group: level with the direct tiles on 2
-  // threads; 32 and 32: 1.05x; 64 and 64: 1.1x to 1.3x).
+  // Whether the weight gradient gains from the tiles, given that the
+  // forward's do (winograd_tiles): each of its sums ends in a sum across a
+  // vector's lanes, which at fewer than 8 vectors of tiles per plane costs
+  // more than the products saved (measured: 4 vectors 4% slower than the
+  // direct tiles, 9 vectors 1.5x faster). With the forward's planes per
+  // group it gains from 16 input and 32 output planes on (1.1x to 1.25x in
+  // float on AVX-512, 1.1x to 1.4x in double; level to 1.3x on AVX2).
   static bool weight_gradient_gains(const ConvShape& s) {
-    const int64_t in = s.in_channels / s.groups;
-    const int64_t out = s.out_channels / s.groups;
-    return in * out >= 16 * (in + out) &&
-           (s.out_height + 1) / 2 * ((s.out_width + 1) / 2) >= 8 * kLanes;
+    return (s.out_height + 1) / 2 * ((s.out_width + 1) / 2) >= 8 * kLanes;
   }
 
   // weight_gradient: whether weight_grad() runs too (its grad_output
