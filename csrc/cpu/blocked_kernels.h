@@ -502,7 +502,15 @@ void weight_grad_rows(const E* in, int64_t in_stride, int64_t plane_stride, cons
       }
     }
   }
-  sum_each<Vec>(&acc[0][0][0][0], OB * PB * KB * K, [&](int i, typename Vec::Scalar sum) {
+  // Summed from a copy, as reduce_tiles' (winograd_tiles.h): with acc's own
+  // address taken GCC kept the double accumulators in memory.
+  constexpr int kSums = OB * PB * KB * K;
+  V sums_of[kSums];
+#pragma GCC unroll 32
+  for (int i = 0; i < kSums; ++i) {
+    sums_of[i] = acc[i / (K * KB * PB)][i / (K * KB) % PB][i / K % KB][i % K];
+  }
+  sum_each<Vec>(sums_of, kSums, [&](int i, typename Vec::Scalar sum) {
     const int j = i % K, b = i / K % KB, q = i / (K * KB) % PB, o = i / (K * KB * PB);
     grad_w[o * w_out_stride + q * K * K + (kh0 + b) * K + j] = sum;
   });

@@ -87,7 +87,7 @@ void reduce_tiles(const typename Vec::Scalar* g, const typename Vec::Scalar* v, 
   }
   // Summed from a copy: with acc's own address taken GCC kept the double
   // accumulators in memory, storing all of them on every step (the
-  // reduction ran at half speed).
+  // reduction ran at half speed; weight_grad_rows' likewise).
   V sums_of[OB * PB];
 #pragma GCC unroll 32
   for (int i = 0; i < OB * PB; ++i) sums_of[i] = acc[i / PB][i % PB];
