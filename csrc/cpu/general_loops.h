@@ -30,19 +30,33 @@ void correlate_general(const Acc* in, int64_t in_stride, const Acc* w, const Con
   }
 }
 
+// grad_w[i][j] = sum over output pixels of grad_output times the input
+// pixel that tap (i, j) reads. Each row's products go into two vectors of
+// lanes in turn and a scalar for the row's last few, summed in a fixed
+// order at the end: as reproducible as one scalar sum, and not a chain of
+// dependent adds, one per pixel (that made a 9x9 depthwise weight gradient
+// take 20x its forward).
 template <typename Acc>
 void weight_grad_general(const Acc* in, int64_t in_stride, const Acc* go, int64_t go_stride,
                          const ConvShape& s, Acc* grad_w) {
+  using Vec = SimdFor<Acc>;
+  constexpr int64_t L = Vec::kLanes;
   for (int64_t i = 0; i < s.kernel_h; ++i) {
     for (int64_t j = 0; j < s.kernel_w; ++j) {
-      Acc sum = 0;
+      typename Vec::V even = Vec::zero(), odd = Vec::zero();
+      Acc rest = 0;
       const int64_t column = tap_column_start(s, in_stride, j);
       for (int64_t r = 0; r < s.out_height; ++r) {
         const Acc* src = in + (r * s.stride_h + i * s.dilation_h) * in_stride + column;
         const Acc* grad = go + r * go_stride;
-        for (int64_t c = 0; c < s.out_width; ++c) sum += grad[c] * src[c];
+        int64_t c = 0;
+        for (; c + 2 * L <= s.out_width; c += 2 * L) {
+          even = Vec::fma(Vec::load(grad + c), Vec::load(src + c), even);
+          odd = Vec::fma(Vec::load(grad + c + L), Vec::load(src + c + L), odd);
+        }
+        for (; c < s.out_width; ++c) rest += grad[c] * src[c];
       }
-      grad_w[i * s.kernel_w + j] = sum;
+      grad_w[i * s.kernel_w + j] = Vec::sum(Vec::add(even, odd)) + rest;
     }
   }
 }
