@@ -20,7 +20,8 @@ from mula_ops import reference
 # (kernel, stride, dilation, padding, groups): the register-blocked paths
 # (square 1/3/5/7; any dilation; at stride > 1 the forward over column
 # phases and the backward over the spread grad_output) with row and vector
-# tails, and the general loops (non-square), grouped, padding beyond the span;
+# tails, and the general loops (non-square; 70 columns: rows of more than
+# four vectors in every build), grouped, padding beyond the span;
 # the 1x1 stride-1 unpadded ones that are not depthwise as a matrix product
 # of planes, with pixels beyond the last whole vector.
 # Grouped cases have 12 input and 26 output channels (6 and 13 = 6 + 4 + 2 + 1
@@ -52,7 +53,7 @@ def test_each_instruction_set_build_matches_the_reference(isa, monkeypatch):
         pytest.skip(f"this CPU lacks {isa}")
     monkeypatch.setenv("MULA_CPU_ISA", isa)
     torch.manual_seed(0)
-    for (k, s, d, p, g), size in itertools.product(ISA_CASES, [(7, 9), (8, 32), (19, 37)]):
+    for (k, s, d, p, g), size in itertools.product(ISA_CASES, [(7, 9), (8, 32), (19, 37), (9, 70)]):
         kh, kw = (k, k) if isinstance(k, int) else k
         c_in = 4 if g == "dw" else 12
         groups = c_in if g == "dw" else g
